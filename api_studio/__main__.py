@@ -1,0 +1,3 @@
+from api_studio.cli import main
+
+main()

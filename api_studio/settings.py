@@ -1,0 +1,18 @@
+"""Settings of api_studio: the core blocks under the API_STUDIO_ prefix."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from clockify_core.config import ServiceSettings, SigningConfig
+
+
+class Settings(ServiceSettings):
+    service_name: ClassVar[str] = "api_studio"
+    env_prefixes: ClassVar[tuple[str, ...]] = ("API_STUDIO_",)
+    default_port: ClassVar[int] = 8000
+
+    base_url: str = Field("http://localhost:8000", description="Public URL Clockify reaches this service at")
+    signing: SigningConfig = Field(default_factory=lambda: SigningConfig(addon_key="api-studio"))

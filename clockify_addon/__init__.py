@@ -1,0 +1,1 @@
+"""Clockify Add-on: The reference Clockify add-on: full lifecycle, all events and scopes, hardened verification and a complete workspace mirror."""

@@ -1,0 +1,3 @@
+from clockify_addon.cli import main
+
+main()

@@ -1,0 +1,34 @@
+"""Clockify Add-on: the tier policy and the app factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from clockify_core.catalog import ALL_SCOPES, EVENTS_BY_PRIORITY
+from clockify_core.tiers import ALL_METHODS
+from clockify_core.app import create_addon_app
+from clockify_core.tiers import ServiceProfile
+from clockify_addon.settings import Settings
+
+DESCRIPTION = (
+    "The reference Clockify add-on: full lifecycle, all events and scopes, hardened verification and a complete workspace mirror."
+)
+
+PROFILE = ServiceProfile(
+    name="clockify_addon",
+    title="Clockify Add-on",
+    description=DESCRIPTION,
+    default_plan="FREE",
+    plan_configurable=True,
+    scopes=ALL_SCOPES,
+    events=EVENTS_BY_PRIORITY,
+    explorer_methods=ALL_METHODS,
+    http_actions=True,
+    sync_time_entries=True,
+    clockify_health_route=True,
+    sidebar_label="Clockify Add-on",
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return create_addon_app(settings or Settings(), PROFILE)

@@ -1,0 +1,295 @@
+"""Settings blocks and the layered environment source every service composes.
+
+Core ships small ``BaseModel`` blocks; a service subclasses :class:`ServiceSettings`
+with its prefixes and defaults. Values come, highest first, from:
+
+1. keyword arguments (tests),
+2. the process environment: ``{PREFIX}NAME`` (flat contract names such as
+   ``{PREFIX}DB_URL``, or nested ones such as ``{PREFIX}DATABASE__POOL_SIZE``), then the
+   unprefixed fallbacks ``DATABASE_URL``, ``REDIS_URL``, ``LOG_LEVEL`` and ``ENV``,
+3. the same names in ``.env``,
+4. defaults.
+
+When a service has several prefixes (``UNIVERSAL_WEBHOOK_`` and ``UW_``) the first wins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from clockify_core.errors import ConfigurationError
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], BeforeValidator(_split_csv)]
+
+# A secret equal to (or starting with) one of these is a placeholder, refused in production.
+PLACEHOLDER_SECRETS = ("", "changeme", "change-me", "secret", "placeholder", "dev-", "insecure", "test")
+
+
+def is_placeholder(secret: SecretStr | str | None) -> bool:
+    if secret is None:
+        return True
+    value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+    lowered = value.strip().lower()
+    return lowered in PLACEHOLDER_SECRETS or lowered.startswith(("change-me", "changeme", "dev-", "insecure"))
+
+
+class DatabaseConfig(BaseModel):
+    url: str | None = Field(None, description="SQLAlchemy async URL; default is a SQLite file in the data directory")
+    echo: bool = False
+    pool_size: int = Field(10, ge=1)
+    max_overflow: int = Field(10, ge=0)
+    pool_timeout: float = Field(10.0, gt=0)
+    run_migrations: bool = Field(True, description="Apply Alembic migrations at startup")
+
+
+class HttpClientConfig(BaseModel):
+    connect_timeout: float = Field(5.0, gt=0)
+    read_timeout: float = Field(30.0, gt=0)
+    max_connections: int = Field(100, ge=1)
+    max_keepalive_connections: int = Field(20, ge=0)
+    max_attempts: int = Field(6, ge=1, description="Attempts per request, the first included")
+    backoff_base: float = Field(0.5, gt=0, description="First retry delay in seconds; doubles per attempt")
+    backoff_max: float = Field(30.0, gt=0)
+    allowed_api_hosts: CsvList = Field(
+        default_factory=lambda: ["clockify.me"],
+        description="Hosts (and their subdomains) the Clockify client may call",
+    )
+    user_agent: str = "clockify-addons/0.1"
+
+
+class RateLimitConfig(BaseModel):
+    rate: float = Field(50.0, gt=0, description="Requests per second per add-on and workspace")
+    burst: int = Field(10, ge=1, description="Bucket capacity above the steady rate")
+    free_plan_per_hour: int = Field(30, ge=1, description="Budget of a Free-plan workspace per hour")
+    redis_fallback: Literal["local", "deny"] = Field(
+        "local", description="When Redis is configured but down: limit in-process, or refuse calls"
+    )
+
+
+class SigningConfig(BaseModel):
+    addon_key: str = Field(..., min_length=2, max_length=50, description="Manifest key; the `sub` of every token")
+    public_key: str | None = Field(None, description="PEM text of the key that signs Clockify tokens")
+    public_key_path: str | None = Field(None, description="File holding that PEM")
+    jwks_url: str | None = Field(None, description="Optional JWKS endpoint; keys are cached and rotated")
+    jwks_cache_seconds: int = Field(3600, ge=1)
+    leeway_seconds: int = Field(30, ge=0, description="Clock skew tolerated on `exp`")
+
+
+class SecurityConfig(BaseModel):
+    encryption_key: SecretStr = Field(
+        SecretStr("dev-insecure-encryption-key"),
+        description="Key for tokens at rest; several comma-separated keys rotate (first encrypts)",
+    )
+    operator_api_key: SecretStr | None = Field(None, description="`X-API-Key` for the operator API; unset = refused")
+
+
+class LoggingConfig(BaseModel):
+    level: str = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class RedisConfig(BaseModel):
+    url: str | None = Field(None, description="Shared rate limits, caches and dedup when set")
+    key_prefix: str = "clockify-addons:"
+
+
+class ManifestConfig(BaseModel):
+    name: str | None = Field(None, max_length=50, description="Add-on name shown in Clockify; default per service")
+    plan: str | None = Field(
+        None, description="minimalSubscriptionPlan where the service lets it be configured (clockify_addon)"
+    )
+    webhook_cap: int = Field(10, ge=0, le=50, description="Webhooks declared in the manifest; the rest register at install")
+
+
+class WebhookConfig(BaseModel):
+    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="Larger webhook bodies are refused with 413")
+
+
+class WorkerConfig(BaseModel):
+    enabled: bool = Field(True, description="Run inbox and job workers inside the web process")
+    concurrency: int = Field(2, ge=1, le=64)
+    batch_size: int = Field(50, ge=1, le=1000, description="Inbox rows claimed per round")
+    poll_interval: float = Field(0.5, gt=0, description="Seconds between polls when idle")
+    max_attempts: int = Field(8, ge=1, description="Attempts before an event is dead-lettered")
+    backoff_base: float = Field(2.0, gt=0)
+    backoff_max: float = Field(600.0, gt=0)
+    lease_seconds: float = Field(120.0, gt=0, description="A claimed row returns to the queue after this")
+
+
+class ServiceSettings(BaseSettings):
+    """Settings shared by every service. Subclasses set prefixes and defaults."""
+
+    # Service identity, set by each subclass.
+    service_name: ClassVar[str] = "service"
+    env_prefixes: ClassVar[tuple[str, ...]] = ()
+    default_port: ClassVar[int] = 8000
+
+    model_config = SettingsConfigDict(extra="ignore", validate_default=True)
+
+    env: Literal["development", "test", "production"] = "development"
+    base_url: str = Field("http://localhost:8000", description="Public URL Clockify reaches this service at")
+    data_dir: Path = Field(Path("data"), description="Where SQLite files live by default")
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    http: HttpClientConfig = Field(default_factory=HttpClientConfig)
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    signing: SigningConfig
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    manifest: ManifestConfig = Field(default_factory=ManifestConfig)
+    webhooks: WebhookConfig = Field(default_factory=WebhookConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
+
+    # Flat contract names (after the prefix) and the nested field they set.
+    flat_aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "DB_URL": ("database", "url"),
+        "DATABASE_URL": ("database", "url"),
+        "RUN_MIGRATIONS": ("database", "run_migrations"),
+        "ADDON_KEY": ("signing", "addon_key"),
+        "PUBLIC_KEY": ("signing", "public_key"),
+        "PUBLIC_KEY_PATH": ("signing", "public_key_path"),
+        "JWKS_URL": ("signing", "jwks_url"),
+        "ALLOWED_API_HOSTS": ("http", "allowed_api_hosts"),
+        "REDIS_URL": ("redis", "url"),
+        "OPERATOR_API_KEY": ("security", "operator_api_key"),
+        "ENCRYPTION_KEY": ("security", "encryption_key"),
+        "LOG_LEVEL": ("logging", "level"),
+        "LOG_FORMAT": ("logging", "format"),
+        "PLAN": ("manifest", "plan"),
+        "WEBHOOK_CAP": ("manifest", "webhook_cap"),
+    }
+    # Unprefixed names honoured below the prefixed ones.
+    fallbacks: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "DATABASE_URL": ("database", "url"),
+        "REDIS_URL": ("redis", "url"),
+        "LOG_LEVEL": ("logging", "level"),
+        "ENV": ("env",),
+    }
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, LayeredEnvSource(settings_cls))
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{(self.data_dir / (self.service_name + '.db')).as_posix()}"
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_in_production(self) -> ServiceSettings:
+        if self.env != "production":
+            return self
+        problems = []
+        if is_placeholder(self.security.encryption_key):
+            problems.append("ENCRYPTION_KEY is a placeholder")
+        if self.security.operator_api_key is not None and is_placeholder(self.security.operator_api_key):
+            problems.append("OPERATOR_API_KEY is a placeholder")
+        if not self.base_url.startswith("https://"):
+            problems.append("BASE_URL must be https:// in production")
+        if problems:
+            raise ConfigurationError("Refused production settings: " + "; ".join(problems))
+        return self
+
+
+def _set_path(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = target
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
+def _coerce(value: str) -> Any:
+    text = value.strip()
+    if text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except ValueError:
+            return value
+    return value
+
+
+class LayeredEnvSource(PydanticBaseSettingsSource):
+    """Reads prefixed, flat and nested names from the environment and `.env` (see module doc)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env_file: str | Path = ".env") -> None:
+        super().__init__(settings_cls)
+        self.env_file = Path(env_file)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        # Unused: __call__ builds the whole mapping at once.
+        return None, field_name, False
+
+    def _layer(self, source: Mapping[str, str | None]) -> dict[str, Any]:
+        cls = self.settings_cls
+        assert issubclass(cls, ServiceSettings)
+        fields = set(cls.model_fields)
+        upper = {k.upper(): v for k, v in source.items() if v is not None}
+        out: dict[str, Any] = {}
+        for name, path in cls.fallbacks.items():
+            if name in upper:
+                _set_path(out, path, _coerce(upper[name]))
+        # Lower-priority prefixes first so the first prefix overrides them.
+        for prefix in reversed(cls.env_prefixes):
+            flat: dict[tuple[str, ...], Any] = {}
+            nested: dict[tuple[str, ...], Any] = {}
+            for key, value in upper.items():
+                if not key.startswith(prefix):
+                    continue
+                name = key[len(prefix) :]
+                if name in cls.flat_aliases:
+                    flat[cls.flat_aliases[name]] = _coerce(value)
+                elif "__" in name:
+                    path = tuple(part.lower() for part in name.split("__"))
+                    if path[0] in fields:
+                        nested[path] = _coerce(value)
+                elif name.lower() in fields:
+                    nested[(name.lower(),)] = _coerce(value)
+            for path, value in [*flat.items(), *nested.items()]:
+                _set_path(out, path, value)
+        return out
+
+    def __call__(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        dotenv = dotenv_values(self.env_file) if self.env_file.is_file() else {}
+        for layer in (self._layer(dotenv), self._layer(os.environ)):
+            _deep_merge(merged, layer)
+        return merged
+
+
+def _deep_merge(target: dict[str, Any], update: Mapping[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_merge(target[key], value)
+        else:
+            target[key] = value

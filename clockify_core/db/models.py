@@ -1,0 +1,17 @@
+"""Every ORM model of the platform, imported so `metadata` is complete (Alembic, tests)."""
+
+from clockify_core.db.base import Base
+from clockify_core.explorer.models import ApiCall
+from clockify_core.flows.models import Flow, FlowRun
+from clockify_core.lifecycle.models import Installation, WebhookSubscription
+from clockify_core.mirror.models import Client, Entity, Project, Tag, Task, TimeEntry, User
+from clockify_core.sync.models import Job, SchedulerLease, SyncState
+from clockify_core.webhooks.models import CustomWebhookSource, InboxEvent
+
+metadata = Base.metadata
+
+__all__ = [
+    "ApiCall", "Client", "CustomWebhookSource", "Entity", "Flow", "FlowRun", "InboxEvent",
+    "Installation", "Job", "Project", "SchedulerLease", "SyncState", "Tag", "Task", "TimeEntry",
+    "User", "WebhookSubscription", "metadata",
+]

@@ -1,0 +1,90 @@
+"""Build a tier's manifest from its profile and the deployment's settings.
+
+Clockify caps manifest webhooks per add-on (10 in one version of the docs, 20 in
+another; REFERENCE §1). The manifest declares at most ``webhook_cap`` of the
+profile's events, in the profile's order; the rest are registered at install
+through the Webhooks API (see ``clockify_core.lifecycle``).
+"""
+
+from __future__ import annotations
+
+from clockify_core.catalog import webhook_path
+from clockify_core.manifest.model import (
+    Component,
+    LifecycleEntry,
+    Manifest,
+    Setting,
+    SettingsHeader,
+    SettingsTab,
+    StructuredSettings,
+    WebhookEntry,
+)
+from clockify_core.tiers import ServiceProfile
+
+LIFECYCLE_PATHS = {
+    "INSTALLED": "/lifecycle/installed",
+    "DELETED": "/lifecycle/deleted",
+    "SETTINGS_UPDATED": "/lifecycle/settings-updated",
+    "STATUS_CHANGED": "/lifecycle/status-changed",
+}
+SIDEBAR_PATH = "/ui"
+
+# Installation settings Clockify renders and stores for us; SETTINGS_UPDATED sends them back flat.
+DEFAULT_SETTINGS = StructuredSettings(
+    tabs=[
+        SettingsTab(
+            id="sync",
+            name="Sync",
+            header=SettingsHeader(title="Workspace mirror"),
+            settings=[
+                Setting(id="sync_enabled", name="Keep the mirror in sync", type="CHECKBOX", value=True,
+                        accessLevel="ADMINS", description="Pull changes on a schedule besides webhooks"),
+                Setting(id="sync_interval_minutes", name="Sync every (minutes)", type="NUMBER", value=15,
+                        accessLevel="ADMINS", description="How often incremental sync runs"),
+                Setting(id="backfill_months", name="Backfill months of history", type="NUMBER", value=0,
+                        accessLevel="ADMINS",
+                        description="Time entries older than bootstrap's window to fetch; 0 fetches none"),
+                Setting(id="flows_enabled", name="Run flows", type="CHECKBOX", value=True,
+                        accessLevel="ADMINS", description="Switch every flow of this workspace on or off"),
+            ],
+        )
+    ]
+)
+
+
+def manifest_webhook_events(profile: ServiceProfile, cap: int) -> tuple[str, ...]:
+    return profile.events[: max(0, cap)]
+
+
+def runtime_webhook_events(profile: ServiceProfile, cap: int) -> tuple[str, ...]:
+    return profile.events[max(0, cap) :]
+
+
+def build_manifest(
+    profile: ServiceProfile,
+    *,
+    addon_key: str,
+    base_url: str,
+    name: str | None = None,
+    plan: str | None = None,
+    webhook_cap: int = 10,
+) -> Manifest:
+    return Manifest.model_validate(
+        {
+            "schemaVersion": "1.5",
+            "key": addon_key,
+            "name": name or profile.title,
+            "description": profile.description,
+            "baseUrl": base_url.rstrip("/"),
+            "minimalSubscriptionPlan": (plan if profile.plan_configurable and plan else profile.default_plan),
+            "scopes": list(profile.scopes),
+            "lifecycle": [LifecycleEntry(type=t, path=p) for t, p in LIFECYCLE_PATHS.items()],  # type: ignore[arg-type]
+            "webhooks": [
+                WebhookEntry(event=e, path=webhook_path(e)) for e in manifest_webhook_events(profile, webhook_cap)
+            ],
+            "components": [
+                Component(type="sidebar", accessLevel="ADMINS", path=SIDEBAR_PATH, label=profile.sidebar_label)
+            ],
+            "settings": DEFAULT_SETTINGS,
+        }
+    )

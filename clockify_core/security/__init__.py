@@ -1,0 +1,1 @@
+"""Token verification, HMAC signatures and encryption at rest."""

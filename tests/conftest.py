@@ -1,0 +1,1 @@
+pytest_plugins = ["clockify_core.testing.plugin"]

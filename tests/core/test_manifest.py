@@ -1,0 +1,63 @@
+"""Every service's manifest validates against Clockify's schema 1.5 and follows its tier."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from api_studio.app import PROFILE as API_STUDIO
+from clockify_addon.app import PROFILE as CLOCKIFY_ADDON
+from clockify_core.catalog import ALL_EVENTS, ALL_SCOPES, COMMON_EVENTS
+from clockify_core.manifest import build_manifest, runtime_webhook_events
+from clockify_core.tiers import ServiceProfile
+from universal_webhook.app import PROFILE as UNIVERSAL_WEBHOOK
+
+from clockify_core.manifest.model import schema_1_5
+
+SCHEMA = schema_1_5()
+SHARED_SCHEMA = Path(__file__).resolve().parents[3] / "shared/clockify/manifest-schema-1.5.json"
+PROFILES = [API_STUDIO, UNIVERSAL_WEBHOOK, CLOCKIFY_ADDON]
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("cap", [0, 10, 20, 50])
+def test_manifest_validates_against_schema_1_5(profile: ServiceProfile, cap: int) -> None:
+    doc = build_manifest(profile, addon_key="my-addon", base_url="https://addon.example.com/", webhook_cap=cap).to_wire()
+    jsonschema.Draft4Validator(SCHEMA).validate(doc)
+    assert doc["schemaVersion"] == "1.5"
+    assert doc["baseUrl"] == "https://addon.example.com"
+    assert len(doc["webhooks"]) == min(cap, len(profile.events))
+    assert {w["event"] for w in doc["webhooks"]} | set(runtime_webhook_events(profile, cap)) == set(profile.events)
+    assert {entry["type"] for entry in doc["lifecycle"]} == {"INSTALLED", "DELETED", "SETTINGS_UPDATED", "STATUS_CHANGED"}
+    assert doc["components"][0]["type"] == "sidebar"
+    assert "$schema" not in doc
+
+
+def test_tiers() -> None:
+    assert API_STUDIO.default_plan == "STANDARD" and UNIVERSAL_WEBHOOK.default_plan == "ENTERPRISE"
+    assert CLOCKIFY_ADDON.default_plan == "FREE" and CLOCKIFY_ADDON.plan_configurable
+    assert set(API_STUDIO.events) == set(COMMON_EVENTS) and len(COMMON_EVENTS) == 12
+    assert set(UNIVERSAL_WEBHOOK.events) == set(CLOCKIFY_ADDON.events) == set(ALL_EVENTS)
+    assert len(ALL_EVENTS) == 50
+    assert set(CLOCKIFY_ADDON.scopes) == set(ALL_SCOPES) and len(ALL_SCOPES) == 30
+    assert all(scope.endswith("_READ") for scope in API_STUDIO.scopes)
+
+
+def test_configurable_plan_only_where_allowed() -> None:
+    addon = build_manifest(CLOCKIFY_ADDON, addon_key="k1", base_url="https://a.example", plan="PRO")
+    studio = build_manifest(API_STUDIO, addon_key="k2", base_url="https://a.example", plan="PRO")
+    assert addon.minimal_subscription_plan == "PRO"
+    assert studio.minimal_subscription_plan == "STANDARD"
+
+
+@pytest.mark.skipif(not SHARED_SCHEMA.is_file(), reason="the shared reference folder is not beside this checkout")
+def test_bundled_schema_is_the_reference_copy() -> None:
+    assert json.loads(SHARED_SCHEMA.read_text()) == SCHEMA
+
+
+def test_schema_events_match_the_catalog() -> None:
+    assert set(SCHEMA["definitions"]["webhook"]["properties"]["event"]["enum"]) == set(ALL_EVENTS)
+    assert set(SCHEMA["definitions"]["scope"]["enum"]) == set(ALL_SCOPES)

@@ -1,0 +1,3 @@
+from universal_webhook.cli import main
+
+main()

@@ -1,0 +1,5 @@
+"""ASGI entry point: ``uvicorn universal_webhook.main:app`` (and the same object under gunicorn)."""
+
+from universal_webhook.app import create_app
+
+app = create_app()
