@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 
 from clockify_core.catalog import COMMON_EVENTS
@@ -29,5 +31,6 @@ PROFILE = ServiceProfile(
 )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    return create_addon_app(settings or Settings(), PROFILE)
+def create_app(settings: Settings | None = None, **options: Any) -> FastAPI:
+    """``options`` go to the kit's factory (tests pass ``clockify_transport``)."""
+    return create_addon_app(settings or Settings(), PROFILE, **options)

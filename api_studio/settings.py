@@ -6,13 +6,13 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from clockify_core.config import ServiceSettings, SigningConfig
+from clockify_core.config import ServiceSettings
 
 
 class Settings(ServiceSettings):
     service_name: ClassVar[str] = "api_studio"
     env_prefixes: ClassVar[tuple[str, ...]] = ("API_STUDIO_",)
+    default_addon_key: ClassVar[str] = "api-studio"
     default_port: ClassVar[int] = 8000
 
     base_url: str = Field("http://localhost:8000", description="Public URL Clockify reaches this service at")
-    signing: SigningConfig = Field(default_factory=lambda: SigningConfig(addon_key="api-studio"))

@@ -1,26 +1,53 @@
-"""The kit's app factory: a service calls :func:`create_addon_app` with its settings and profile."""
+"""The kit's app factory: a service calls :func:`create_addon_app` with its settings and profile.
+
+Capabilities plug in at two points: routers (HTTP) and :func:`setup_runtime`
+(event handlers, job handlers). The same setup serves the web app and the
+``worker`` command, so both process the inbox and jobs identically.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
+import httpx
 from fastapi import APIRouter, FastAPI
 
 from clockify_core.config import ServiceSettings
 from clockify_core.errors import install_error_handlers
 from clockify_core.health.router import clockify_health_router
 from clockify_core.health.router import router as health_router
+from clockify_core.jobs.models import JobKind
+from clockify_core.jobs.worker import job_loop
+from clockify_core.lifecycle.registration import register_webhooks, unregister_webhooks
+from clockify_core.lifecycle.router import router as lifecycle_router
 from clockify_core.manifest.router import router as manifest_router
+from clockify_core.mirror.handler import MirrorHandler
 from clockify_core.observability.logging import configure_logging
 from clockify_core.observability.metrics import Metrics
 from clockify_core.observability.middleware import RequestContextMiddleware
+from clockify_core.operator.router import router as operator_router
 from clockify_core.runtime import Runtime, open_runtime
+from clockify_core.status.router import router as status_router
 from clockify_core.tiers import ServiceProfile
+from clockify_core.webhooks import custom
+from clockify_core.webhooks.router import router as webhooks_router
+from clockify_core.webhooks.worker import inbox_loop
 
-# Hook for a service (or a test) to start extra work once the runtime exists.
-StartupHook = Callable[[Runtime], Any]
+
+def setup_runtime(runtime: Runtime) -> None:
+    """Register every capability's event and job handlers on a fresh runtime."""
+    runtime.event_handlers.append(MirrorHandler())
+    runtime.job_handlers[JobKind.REGISTER_WEBHOOKS] = register_webhooks
+    runtime.job_handlers[JobKind.UNREGISTER_WEBHOOKS] = unregister_webhooks
+
+
+def start_workers(runtime: Runtime) -> None:
+    worker = runtime.settings.worker
+    for n in range(worker.concurrency):
+        runtime.start(f"inbox-{n}", inbox_loop)
+    for n in range(worker.job_concurrency):
+        runtime.start(f"jobs-{n}", job_loop)
 
 
 def create_addon_app(
@@ -28,23 +55,29 @@ def create_addon_app(
     profile: ServiceProfile,
     *,
     routers: tuple[APIRouter, ...] = (),
+    clockify_transport: httpx.AsyncBaseTransport | None = None,
     configure_logs: bool = True,
 ) -> FastAPI:
+    """Build a service app. ``clockify_transport`` replaces the innermost outbound layer
+    (tests route Clockify calls to the in-process simulator with it)."""
     if configure_logs:
         configure_logging(settings.logging)
     metrics = Metrics(service=profile.name)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_runtime(settings, profile, metrics) as runtime:
+        async with open_runtime(settings, profile, metrics, clockify_transport=clockify_transport) as runtime:
+            setup_runtime(runtime)
             app.state.runtime = runtime
+            if settings.worker.enabled:
+                start_workers(runtime)
             try:
                 yield
             finally:
                 await runtime.shutdown()
 
     app = FastAPI(
-        title=f"{profile.title}",
+        title=profile.title,
         description=profile.description,
         version="0.1.0",
         lifespan=lifespan,
@@ -61,6 +94,13 @@ def create_addon_app(
     if profile.clockify_health_route:
         app.include_router(clockify_health_router)
     app.include_router(manifest_router)
+    app.include_router(lifecycle_router)
+    app.include_router(webhooks_router)
+    app.include_router(status_router)
+    app.include_router(operator_router)
+    if profile.custom_webhooks:
+        app.include_router(custom.manage)
+        app.include_router(custom.receive)
     for router in routers:
         app.include_router(router)
     return app

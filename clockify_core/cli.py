@@ -7,6 +7,7 @@ inbox rows and jobs exactly like the workers inside the web processes.
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,30 @@ from clockify_core.config import ServiceSettings
 from clockify_core.db import create_engine
 from clockify_core.db.migrate import current_revision, downgrade, head_revision, upgrade
 from clockify_core.tiers import ServiceProfile
+
+
+async def _run_worker(settings: ServiceSettings, profile: ServiceProfile, *, once: bool) -> None:
+    from clockify_core.app import setup_runtime, start_workers
+    from clockify_core.jobs.worker import run_one
+    from clockify_core.observability.logging import configure_logging
+    from clockify_core.observability.metrics import Metrics
+    from clockify_core.runtime import open_runtime
+    from clockify_core.webhooks.worker import drain
+
+    configure_logging(settings.logging)
+    async with open_runtime(settings, profile, Metrics(profile.name)) as runtime:
+        setup_runtime(runtime)
+        if once:
+            await drain(runtime)
+            while await run_one(runtime):
+                pass
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runtime.stop.set)
+        start_workers(runtime)
+        await runtime.stop.wait()
+        await runtime.shutdown()
 
 
 def build_cli(
@@ -59,6 +84,11 @@ def build_cli(
                 await engine.dispose()
 
         asyncio.run(run())
+
+    @cli.command()
+    def worker(once: bool = typer.Option(False, "--once", help="Process what is due now, then exit")) -> None:
+        """Process the inbox and jobs without serving HTTP (scale workers apart from web processes)."""
+        asyncio.run(_run_worker(settings(), profile, once=once))
 
     @cli.command("show-config")
     def show_config() -> None:

@@ -122,11 +122,28 @@ class ManifestConfig(BaseModel):
 
 class WebhookConfig(BaseModel):
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="Larger webhook bodies are refused with 413")
+    dedup_window_seconds: float = Field(
+        3600.0, gt=0, description="An equal body redelivered within one to two windows is stored once"
+    )
+
+
+class MirrorConfig(BaseModel):
+    refetch: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Re-read an entity from Clockify after its webhook: `auto` only with spare rate budget",
+    )
+
+
+class LifecycleConfig(BaseModel):
+    retention_days: int = Field(
+        0, ge=0, description="Days a workspace's data is kept after uninstall; 0 deletes it at once"
+    )
 
 
 class WorkerConfig(BaseModel):
     enabled: bool = Field(True, description="Run inbox and job workers inside the web process")
-    concurrency: int = Field(2, ge=1, le=64)
+    concurrency: int = Field(2, ge=1, le=64, description="Inbox loops per process")
+    job_concurrency: int = Field(2, ge=1, le=64, description="Job loops per process")
     batch_size: int = Field(50, ge=1, le=1000, description="Inbox rows claimed per round")
     poll_interval: float = Field(0.5, gt=0, description="Seconds between polls when idle")
     max_attempts: int = Field(8, ge=1, description="Attempts before an event is dead-lettered")
@@ -142,6 +159,7 @@ class ServiceSettings(BaseSettings):
     service_name: ClassVar[str] = "service"
     env_prefixes: ClassVar[tuple[str, ...]] = ()
     default_port: ClassVar[int] = 8000
+    default_addon_key: ClassVar[str] = "clockify-addon"
 
     model_config = SettingsConfigDict(extra="ignore", validate_default=True)
 
@@ -157,6 +175,8 @@ class ServiceSettings(BaseSettings):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     manifest: ManifestConfig = Field(default_factory=ManifestConfig)
     webhooks: WebhookConfig = Field(default_factory=WebhookConfig)
+    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
+    mirror: MirrorConfig = Field(default_factory=MirrorConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
 
     # Flat contract names (after the prefix) and the nested field they set.
@@ -195,6 +215,18 @@ class ServiceSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, LayeredEnvSource(settings_cls))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_addon_key(cls, data: Any) -> Any:
+        # A partial signing block (only PUBLIC_KEY set, say) must keep the service's key.
+        if isinstance(data, dict):
+            signing = data.get("signing")
+            if signing is None:
+                data = {**data, "signing": {"addon_key": cls.default_addon_key}}
+            elif isinstance(signing, dict) and "addon_key" not in signing:
+                data = {**data, "signing": {**signing, "addon_key": cls.default_addon_key}}
+        return data
 
     @property
     def database_url(self) -> str:

@@ -11,18 +11,26 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
+import httpx
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from clockify_core.client import ClockifyClient
 from clockify_core.config import ServiceSettings
 from clockify_core.db import create_engine, create_session_factory
 from clockify_core.db.migrate import upgrade
 from clockify_core.observability.metrics import Metrics
+from clockify_core.ratelimit import RateLimiter, create_rate_limiter
 from clockify_core.security.crypto import TokenCipher
+from clockify_core.security.keys import key_provider_from_config
+from clockify_core.security.tokens import TokenVerifier
 from clockify_core.tiers import ServiceProfile
 
 log = structlog.get_logger(__name__)
@@ -40,9 +48,18 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     redis: aioredis.Redis | None
     cipher: TokenCipher
+    limiter: RateLimiter
+    clockify: ClockifyClient
+    verifier: TokenVerifier
     instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Capabilities register here while the app is composed (see clockify_core.app).
+    job_handlers: dict[str, Any] = field(default_factory=dict)
+    event_handlers: list[Any] = field(default_factory=list)
+    # Set to wake a sleeping loop at once (a lifecycle call just queued work).
+    jobs_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    inbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
     def start(self, name: str, loop: BackgroundLoop) -> None:
         async def supervised() -> None:
@@ -60,6 +77,16 @@ class Runtime:
 
         self.tasks.append(asyncio.create_task(supervised(), name=name))
 
+    async def idle(self, wakeup: asyncio.Event, timeout: float) -> None:
+        """Sleep until ``timeout``, shutdown, or ``wakeup`` is set (then clear it)."""
+        waiters = [asyncio.create_task(self.stop.wait()), asyncio.create_task(wakeup.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            wakeup.clear()
+
     async def shutdown(self, timeout: float = 10.0) -> None:
         self.stop.set()
         if self.tasks:
@@ -71,10 +98,34 @@ class Runtime:
 
 
 @asynccontextmanager
-async def open_runtime(settings: ServiceSettings, profile: ServiceProfile, metrics: Metrics) -> AsyncIterator[Runtime]:
-    engine = create_engine(settings.database_url, settings.database)
-    redis_client = aioredis.from_url(settings.redis.url, socket_timeout=2, socket_connect_timeout=2) if settings.redis.url else None
-    try:
+async def open_runtime(
+    settings: ServiceSettings,
+    profile: ServiceProfile,
+    metrics: Metrics,
+    *,
+    clockify_transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[Runtime]:
+    """Build the runtime; ``clockify_transport`` replaces the innermost outbound layer (tests)."""
+    async with AsyncExitStack() as stack:
+        engine = create_engine(settings.database_url, settings.database)
+        stack.push_async_callback(engine.dispose)
+        redis_client = None
+        if settings.redis.url:
+            # Fail fast when Redis is away (redis-py otherwise retries for seconds); every
+            # Redis user here has a fallback or reports the outage.
+            redis_client = aioredis.from_url(
+                settings.redis.url, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
+            )
+            stack.push_async_callback(redis_client.aclose)
+        limiter = create_rate_limiter(settings.rate_limit, redis_client, settings.redis.key_prefix)
+        stack.push_async_callback(limiter.aclose)
+        clockify = ClockifyClient(settings.http, limiter=limiter, metrics=metrics, transport=clockify_transport)
+        stack.push_async_callback(clockify.aclose)
+        jwks_http = None
+        if settings.signing.jwks_url:
+            jwks_http = httpx.AsyncClient(timeout=5)
+            stack.push_async_callback(jwks_http.aclose)
+        verifier = TokenVerifier.from_config(settings.signing, key_provider_from_config(settings.signing, jwks_http))
         if settings.database.run_migrations:
             await upgrade(engine)
         yield Runtime(
@@ -85,8 +136,7 @@ async def open_runtime(settings: ServiceSettings, profile: ServiceProfile, metri
             sessions=create_session_factory(engine),
             redis=redis_client,
             cipher=TokenCipher(settings.security.encryption_key),
+            limiter=limiter,
+            clockify=clockify,
+            verifier=verifier,
         )
-    finally:
-        if redis_client is not None:
-            await redis_client.aclose()
-        await engine.dispose()

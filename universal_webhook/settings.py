@@ -6,13 +6,13 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from clockify_core.config import ServiceSettings, SigningConfig
+from clockify_core.config import ServiceSettings
 
 
 class Settings(ServiceSettings):
     service_name: ClassVar[str] = "universal_webhook"
     env_prefixes: ClassVar[tuple[str, ...]] = ("UNIVERSAL_WEBHOOK_", "UW_")
+    default_addon_key: ClassVar[str] = "universal-webhook"
     default_port: ClassVar[int] = 8001
 
     base_url: str = Field("http://localhost:8001", description="Public URL Clockify reaches this service at")
-    signing: SigningConfig = Field(default_factory=lambda: SigningConfig(addon_key="universal-webhook"))

@@ -86,7 +86,9 @@ def upgrade() -> None:
         sa.Column("workspace_id", sa.String(length=64), nullable=False),
         sa.Column("event_type", sa.String(length=64), nullable=False),
         sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("source_ref", sa.String(length=64), nullable=True),
         sa.Column("dedup_key", sa.String(length=64), nullable=False),
+        sa.Column("entity_key", sa.String(length=200), nullable=True),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
@@ -109,6 +111,11 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_inbox_events_workspace_id_received_at"),
             ["workspace_id", "received_at"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_inbox_events_workspace_id_entity_key_id"),
+            ["workspace_id", "entity_key", "id"],
             unique=False,
         )
 
@@ -139,6 +146,7 @@ def downgrade() -> None:
     op.drop_table("custom_webhook_sources")
 
     with op.batch_alter_table("inbox_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_inbox_events_workspace_id_entity_key_id"))
         batch_op.drop_index(batch_op.f("ix_inbox_events_workspace_id_received_at"))
         batch_op.drop_index(batch_op.f("ix_inbox_events_status_next_attempt_at"))
     op.drop_table("inbox_events")

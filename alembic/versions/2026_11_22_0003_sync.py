@@ -29,7 +29,7 @@ def upgrade() -> None:
         "jobs",
         sa.Column("id", BigIntPK, autoincrement=True, nullable=False),
         sa.Column("workspace_id", sa.String(length=64), nullable=False),
-        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("params", Json, nullable=False),
         sa.Column("progress", Json, nullable=False),

@@ -13,6 +13,10 @@ from typing import Protocol
 
 from clockify_core.errors import RateLimited
 
+# A bucket this close to ``cost`` tokens grants: a float clock (epoch seconds have ~0.2 µs
+# resolution) can leave a residue whose wait is too short to ever advance the clock.
+TOKEN_EPSILON = 1e-6
+
 
 @dataclass(frozen=True, slots=True)
 class Limit:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from clockify_core.ratelimit.base import Limit, check_cost
+from clockify_core.ratelimit.base import TOKEN_EPSILON, Limit, check_cost
 
 
 @dataclass(slots=True)
@@ -29,7 +29,11 @@ class InMemoryRateLimiter:
     """
 
     def __init__(
-        self, default: Limit, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000
+        self,
+        default: Limit,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 100_000,
     ) -> None:
         self.default = default
         self._clock = clock
@@ -43,14 +47,16 @@ class InMemoryRateLimiter:
         if bucket is None:
             if len(self._buckets) >= self._max_keys:
                 self._evict_full(now)
-            bucket = self._buckets[key] = _Bucket(tokens=float(limit.burst), updated=now, limit=limit)
+            bucket = self._buckets[key] = _Bucket(
+                tokens=float(limit.burst), updated=now, limit=limit
+            )
         else:
             # max(): an injected clock may step backwards; never refill negatively.
             elapsed = max(0.0, now - bucket.updated)
             bucket.tokens = min(float(limit.burst), bucket.tokens + elapsed * limit.rate)
             bucket.updated = now
             bucket.limit = limit
-        if bucket.tokens >= cost:
+        if bucket.tokens + TOKEN_EPSILON >= cost:
             bucket.tokens -= cost
             return 0.0
         return (cost - bucket.tokens) / limit.rate

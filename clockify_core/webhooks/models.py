@@ -26,13 +26,22 @@ class EventSource(StrEnum):
 
 class InboxEvent(Base):
     __tablename__ = "inbox_events"
-    __table_args__ = (Index(None, "status", "next_attempt_at"), Index(None, "workspace_id", "received_at"))
+    __table_args__ = (
+        Index(None, "status", "next_attempt_at"),
+        Index(None, "workspace_id", "received_at"),
+        # Workers apply the events of one entity in arrival order; this finds earlier ones.
+        Index(None, "workspace_id", "entity_key", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     workspace_id: Mapped[str] = mapped_column(String(64))
     event_type: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(16), default=EventSource.CLOCKIFY)
+    # For custom events: the custom_webhook_sources.id they arrived through.
+    source_ref: Mapped[str | None] = mapped_column(String(64))
+    # sha256 of (workspace, event type, body hash, time bucket); see webhooks/inbox.py.
     dedup_key: Mapped[str] = mapped_column(String(64), unique=True)
+    entity_key: Mapped[str | None] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default=InboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

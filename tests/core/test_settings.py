@@ -119,3 +119,9 @@ def test_production_accepts_real_secrets(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("ENV", "production")
     s = AddonSettings(base_url="https://addon.example.com", security={"encryption_key": "Zq8v2Lr7Xw1Nm4Kp9Tb6Hd3Jf5Gc0Ys2"})
     assert s.env == "production"
+
+
+def test_partial_signing_block_keeps_the_service_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_STUDIO_PUBLIC_KEY", "-----BEGIN PUBLIC KEY-----\nabc\n-----END PUBLIC KEY-----")
+    assert ApiStudioSettings().signing.addon_key == "api-studio"
+    assert UwSettings(signing={"leeway_seconds": 5}).signing.addon_key == "universal-webhook"

@@ -1,0 +1,89 @@
+"""Who is calling: a Clockify user (iframe token) or an operator (API key).
+
+User tokens arrive in ``X-Addon-Token`` (what Clockify's own API uses) or
+``Authorization: Bearer``; never in a query string after the page has loaded. A
+token only opens its own workspace, and only while the add-on is installed there.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header
+
+from clockify_core.deps import RuntimeDep, SessionDep
+from clockify_core.errors import Forbidden, Unauthorized, WorkspaceMismatch
+from clockify_core.lifecycle.models import Installation
+from clockify_core.lifecycle.repository import require_installation
+from clockify_core.security.tokens import ClockifyClaims, TokenKind, extract_bearer
+
+ADMIN_ROLES = frozenset({"OWNER", "ADMIN"})
+
+
+@dataclass(frozen=True)
+class UserContext:
+    claims: ClockifyClaims
+    installation: Installation
+
+    @property
+    def workspace_id(self) -> str:
+        return self.claims.workspace_id
+
+    @property
+    def user_id(self) -> str | None:
+        return self.claims.user_id
+
+    @property
+    def is_admin(self) -> bool:
+        return (self.claims.workspace_role or "").upper() in ADMIN_ROLES
+
+
+async def user_context(
+    runtime: RuntimeDep,
+    session: SessionDep,
+    x_addon_token: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header()] = None,
+) -> UserContext:
+    token = x_addon_token.strip() if x_addon_token else None
+    if not token:
+        if authorization is None:
+            raise Unauthorized("send the Clockify user token in X-Addon-Token", headers={"WWW-Authenticate": "Bearer"})
+        token = extract_bearer(authorization)
+    claims = await runtime.verifier.verify(token, TokenKind.USER)
+    installation = await require_installation(session, claims.workspace_id)
+    if installation.addon_id != claims.addon_id:
+        raise WorkspaceMismatch("token belongs to another installation of this add-on")
+    return UserContext(claims=claims, installation=installation)
+
+
+UserDep = Annotated[UserContext, Depends(user_context)]
+
+
+async def admin_context(user: UserDep) -> UserContext:
+    if not user.is_admin:
+        raise Forbidden("only workspace owners and admins may do this")
+    return user
+
+
+AdminDep = Annotated[UserContext, Depends(admin_context)]
+
+
+def ensure_path_workspace(user: UserContext, workspace_id: str) -> None:
+    """Routes that name a workspace in the path serve only the token's workspace."""
+    if workspace_id != user.workspace_id:
+        raise WorkspaceMismatch("token belongs to another workspace")
+
+
+async def operator_access(runtime: RuntimeDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    configured = runtime.settings.security.operator_api_key
+    if configured is None or not configured.get_secret_value():
+        raise Forbidden("the operator API is disabled: set OPERATOR_API_KEY to enable it")
+    if not x_api_key:
+        raise Unauthorized("X-API-Key header is missing")
+    if not hmac.compare_digest(x_api_key.encode(), configured.get_secret_value().encode()):
+        raise Unauthorized("X-API-Key is not valid")
+
+
+OperatorDep = Annotated[None, Depends(operator_access)]

@@ -1,0 +1,151 @@
+"""The job loop: claim a job, run its handler with a heartbeat, record the outcome.
+
+Handlers are registered per kind on the runtime (``runtime.job_handlers``). A handler
+reports progress through its :class:`JobContext` and saves resumable positions with
+:meth:`JobContext.checkpoint`; it raises :class:`JobLost` out of a checkpoint when the
+job was cancelled or taken over, and any other exception is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import structlog
+
+from clockify_core.errors import ClockifyError
+from clockify_core.jobs import queue
+from clockify_core.jobs.models import JobKind, JobStatus
+from clockify_core.runtime import Runtime
+from clockify_core.webhooks.inbox import backoff_seconds
+
+log = structlog.get_logger(__name__)
+
+JobHandler = Callable[[Runtime, "JobContext"], Awaitable[None]]
+
+
+class JobLost(Exception):
+    """The job was cancelled or another worker took it over; stop without recording anything."""
+
+
+class JobContext:
+    def __init__(self, runtime: Runtime, job: queue.ClaimedJob, *, lease_seconds: float) -> None:
+        self.runtime = runtime
+        self.job = job
+        self.progress: dict[str, Any] = dict(job.progress)
+        self.cursor: dict[str, Any] = dict(job.cursor)
+        self.lease_seconds = lease_seconds
+        self.lost = False
+        self.started = time.monotonic()
+
+    @property
+    def workspace_id(self) -> str:
+        return self.job.workspace_id
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        return self.job.params
+
+    def report(self, **values: Any) -> None:
+        """Update progress in memory; the next heartbeat or checkpoint stores it."""
+        self.progress.update(values)
+
+    async def checkpoint(self, cursor: Mapping[str, Any] | None = None) -> None:
+        """Store progress and (optionally) a new resume cursor now."""
+        if cursor is not None:
+            self.cursor = dict(cursor)
+        await self._save(cursor=self.cursor if cursor is not None else None)
+
+    async def _save(self, cursor: Mapping[str, Any] | None = None) -> None:
+        async with self.runtime.sessions.begin() as session:
+            ok = await queue.heartbeat(
+                session, self.job.id, worker_id=self.runtime.instance_id, lease_seconds=self.lease_seconds,
+                progress=self.progress, cursor=cursor,
+            )
+        if not ok:
+            self.lost = True
+            raise JobLost(f"job {self.job.id} was cancelled or taken over")
+
+
+async def _heartbeat(ctx: JobContext, stop: asyncio.Event) -> None:
+    interval = max(1.0, ctx.lease_seconds / 3)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        if stop.is_set():
+            return
+        try:
+            await ctx._save()
+        except JobLost:
+            return
+        except Exception:  # a failed heartbeat is retried at the next interval
+            log.warning("job.heartbeat_failed", job_id=ctx.job.id, exc_info=True)
+
+
+async def run_one(runtime: Runtime, *, kinds: tuple[str, ...] | None = None) -> bool:
+    """Claim and run one job; False when nothing was due."""
+    handlers = runtime.job_handlers
+    lease = runtime.settings.worker.lease_seconds
+    async with runtime.sessions.begin() as session:
+        job = await queue.claim(
+            session, worker_id=runtime.instance_id, kinds=kinds or tuple(handlers), lease_seconds=lease
+        )
+    if job is None:
+        return False
+    ctx = JobContext(runtime, job, lease_seconds=lease)
+    bound = log.bind(job_id=job.id, kind=job.kind, workspace_id=job.workspace_id)
+    bound.info("job.started", attempt=job.attempts)
+    beat_stop = asyncio.Event()
+    beat = asyncio.create_task(_heartbeat(ctx, beat_stop))
+    try:
+        await handlers[job.kind](runtime, ctx)
+    except JobLost:
+        bound.info("job.lost")
+        return True
+    except Exception as exc:
+        await _record_failure(runtime, ctx, exc)
+        return True
+    finally:
+        beat_stop.set()
+        await beat
+    ctx.report(elapsed_seconds=round(time.monotonic() - ctx.started, 3))
+    async with runtime.sessions.begin() as session:
+        await queue.complete(session, job.id, worker_id=runtime.instance_id, progress=ctx.progress)
+    runtime.metrics.jobs.labels(job.kind, "done").inc()
+    if job.kind == JobKind.BOOTSTRAP:
+        runtime.metrics.bootstrap_jobs.labels("done").inc()
+    bound.info("job.done", **{k: v for k, v in ctx.progress.items() if isinstance(v, int | float | str)})
+    return True
+
+
+async def _record_failure(runtime: Runtime, ctx: JobContext, exc: Exception) -> None:
+    job, worker = ctx.job, runtime.settings.worker
+    error = exc.detail if isinstance(exc, ClockifyError) else f"{type(exc).__name__}: {exc}"
+    ctx.report(last_error=error[:500])
+    async with runtime.sessions.begin() as session:
+        if job.attempts >= worker.max_attempts:
+            await queue.complete(session, job.id, worker_id=runtime.instance_id, status=JobStatus.FAILED,
+                                 error=error[:2000], progress=ctx.progress)
+            runtime.metrics.jobs.labels(job.kind, "failed").inc()
+            if job.kind == JobKind.BOOTSTRAP:
+                runtime.metrics.bootstrap_jobs.labels("failed").inc()
+            log.error("job.failed", job_id=job.id, kind=job.kind, error=error)
+        else:
+            delay = backoff_seconds(job.attempts, base=worker.backoff_base, cap=worker.backoff_max)
+            await queue.retry_later(session, job.id, worker_id=runtime.instance_id, error=error, delay=delay)
+            log.warning("job.retry", job_id=job.id, kind=job.kind, error=error, delay=round(delay, 1))
+
+
+async def job_loop(runtime: Runtime, stop: asyncio.Event) -> None:
+    poll = runtime.settings.worker.poll_interval
+    while not stop.is_set():
+        try:
+            ran = await run_one(runtime)
+        except Exception:  # database blips: log, pause, carry on
+            log.warning("job.loop_error", exc_info=True)
+            ran = False
+        if not ran:
+            await runtime.idle(runtime.jobs_wakeup, poll)

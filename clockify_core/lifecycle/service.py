@@ -1,0 +1,206 @@
+"""What each lifecycle call does to the installation, its webhooks, jobs and data.
+
+Every function runs in the request's transaction; work that needs Clockify's API
+(registering extra webhooks, bootstrap) is queued as jobs in that same transaction,
+so it survives a crash after the answer and never runs for a rolled-back install.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import structlog
+from sqlalchemy import Table, delete, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clockify_core.catalog import path_event
+from clockify_core.db.base import utcnow
+from clockify_core.db.models import metadata
+from clockify_core.errors import BadRequest
+from clockify_core.jobs import queue
+from clockify_core.jobs.models import Job, JobKind
+from clockify_core.lifecycle.models import (
+    Installation,
+    InstallationStatus,
+    SubscriptionSource,
+    SubscriptionStatus,
+    WebhookSubscription,
+)
+from clockify_core.lifecycle.repository import require_installation, subscriptions
+from clockify_core.lifecycle.schemas import (
+    DeletedPayload,
+    InstalledPayload,
+    SettingsUpdatedPayload,
+    StatusChangedPayload,
+)
+from clockify_core.manifest.builder import DEFAULT_SETTINGS, manifest_webhook_events, runtime_webhook_events
+from clockify_core.runtime import Runtime
+from clockify_core.security.crypto import token_digest
+from clockify_core.security.tokens import ClockifyClaims, TokenKind, ensure_workspace
+from clockify_core.webhooks import inbox
+
+log = structlog.get_logger(__name__)
+
+# Tables whose rows outlive an uninstall: the installation record and the cleanup job.
+_KEPT_ON_PURGE = {"installations", "jobs"}
+
+
+def check_ids(claims: ClockifyClaims, workspace_id: str, addon_id: str) -> None:
+    """The payload must name the workspace and installation its signature was issued for."""
+    ensure_workspace(claims, workspace_id, addon_id=addon_id)
+
+
+def webhook_route_path(raw: str, base_url: str) -> str:
+    """Clockify sends the manifest path or the full URL (REFERENCE §4); keep the route path."""
+    path = urlsplit(raw).path if "://" in raw else raw
+    base_path = urlsplit(base_url).path.rstrip("/")
+    if base_path and path.startswith(base_path + "/"):
+        path = path[len(base_path) :]
+    return "/" + path.lstrip("/")
+
+
+def default_settings() -> list[dict[str, object]]:
+    return [
+        {"id": s.id, "name": s.name, "value": s.value} for tab in DEFAULT_SETTINGS.tabs for s in tab.settings
+    ]
+
+
+async def install(runtime: Runtime, session: AsyncSession, claims: ClockifyClaims, payload: InstalledPayload) -> None:
+    check_ids(claims, payload.workspace_id, payload.addon_id)
+    # The installation token is Clockify's too: verify it and take the API URLs from it.
+    token_claims = await runtime.verifier.verify(payload.auth_token, TokenKind.INSTALLATION)
+    check_ids(token_claims, payload.workspace_id, payload.addon_id)
+    settings, profile = runtime.settings, runtime.profile
+    now = utcnow()
+    installation = await session.get(Installation, payload.workspace_id)
+    if installation is None:
+        installation = Installation(workspace_id=payload.workspace_id, installed_at=now, settings=default_settings())
+        session.add(installation)
+    elif installation.status == InstallationStatus.DELETED or not installation.settings:
+        installation.installed_at = now
+        installation.settings = default_settings()
+    installation.addon_id = payload.addon_id
+    installation.status = InstallationStatus.ACTIVE
+    installation.status_changed_at = now
+    installation.deleted_at = None
+    installation.purge_after = None
+    installation.auth_token_encrypted = runtime.cipher.encrypt(payload.auth_token)
+    installation.api_url = payload.api_url
+    installation.backend_url = token_claims.backend_url or payload.api_url
+    installation.reports_url = token_claims.reports_url
+    installation.pto_url = token_claims.pto_url
+    installation.as_user = payload.as_user
+    installation.addon_user_id = payload.addon_user_id
+    await session.flush()
+
+    # A reinstall brings new tokens for every webhook: replace the manifest ones, and mark
+    # runtime ones stale so the registration job replaces them at Clockify too.
+    await session.execute(
+        delete(WebhookSubscription).where(
+            WebhookSubscription.workspace_id == payload.workspace_id,
+            WebhookSubscription.source == SubscriptionSource.MANIFEST,
+        )
+    )
+    await session.execute(
+        update(WebhookSubscription)
+        .where(WebhookSubscription.workspace_id == payload.workspace_id, WebhookSubscription.source == SubscriptionSource.RUNTIME)
+        .values(status=SubscriptionStatus.REMOVED, token_encrypted=None, token_digest=None)
+    )
+    declared = set(manifest_webhook_events(profile, settings.manifest.webhook_cap))
+    seen: set[tuple[str, str]] = set()
+    for webhook in payload.webhooks:
+        path = webhook_route_path(webhook.path, settings.base_url)
+        event = path_event(path)
+        if event is None or event not in declared or (path, event) in seen:
+            log.warning("lifecycle.unknown_webhook_path", workspace_id=payload.workspace_id, path=path[:200])
+            continue
+        seen.add((path, event))
+        session.add(
+            WebhookSubscription(
+                workspace_id=payload.workspace_id,
+                event_type=event,
+                path=path,
+                source=SubscriptionSource.MANIFEST,
+                status=SubscriptionStatus.ACTIVE,
+                token_encrypted=runtime.cipher.encrypt(webhook.auth_token),
+                token_digest=token_digest(webhook.auth_token),
+            )
+        )
+    if runtime_webhook_events(profile, settings.manifest.webhook_cap):
+        await queue.enqueue(session, payload.workspace_id, JobKind.REGISTER_WEBHOOKS)
+    await queue.enqueue(session, payload.workspace_id, JobKind.BOOTSTRAP)
+    log.info("lifecycle.installed", workspace_id=payload.workspace_id, webhooks=len(seen))
+
+
+async def uninstall(runtime: Runtime, session: AsyncSession, claims: ClockifyClaims, payload: DeletedPayload) -> None:
+    check_ids(claims, payload.workspace_id, payload.addon_id)
+    installation = await require_installation(session, payload.workspace_id)
+    workspace_id = payload.workspace_id
+    registered = [
+        s.clockify_webhook_id
+        for s in await subscriptions(session, workspace_id)
+        if s.source == SubscriptionSource.RUNTIME and s.clockify_webhook_id
+    ]
+    await queue.cancel_workspace(session, workspace_id)
+    await inbox.cancel_workspace(session, workspace_id)
+    if registered and installation.auth_token_encrypted:
+        # Clockify revokes the token with the uninstall; the job tries once and records what happened.
+        await queue.enqueue(
+            session, workspace_id, JobKind.UNREGISTER_WEBHOOKS,
+            {"webhook_ids": registered, "token": installation.auth_token_encrypted}, unique=False,
+        )
+    await session.execute(delete(WebhookSubscription).where(WebhookSubscription.workspace_id == workspace_id))
+    now = utcnow()
+    installation.status = InstallationStatus.DELETED
+    installation.status_changed_at = now
+    installation.deleted_at = now
+    installation.auth_token_encrypted = None
+    retention = runtime.settings.lifecycle.retention_days
+    if retention:
+        installation.purge_after = now + timedelta(days=retention)
+    else:
+        await purge_workspace_data(session, workspace_id)
+    log.info("lifecycle.deleted", workspace_id=workspace_id, retention_days=retention)
+
+
+async def purge_workspace_data(session: AsyncSession, workspace_id: str) -> int:
+    """Delete every row of the workspace in every table that has one, children first."""
+    removed = 0
+    for table in reversed(metadata.sorted_tables):
+        assert isinstance(table, Table)
+        if "workspace_id" not in table.c or table.name in _KEPT_ON_PURGE:
+            continue
+        result = await session.execute(delete(table).where(table.c.workspace_id == workspace_id))
+        removed += int(getattr(result, "rowcount", 0) or 0)
+    await session.execute(
+        delete(Job).where(Job.workspace_id == workspace_id, Job.kind != JobKind.UNREGISTER_WEBHOOKS)
+    )
+    return removed
+
+
+async def change_status(
+    runtime: Runtime, session: AsyncSession, claims: ClockifyClaims, payload: StatusChangedPayload
+) -> None:
+    check_ids(claims, payload.workspace_id, payload.addon_id)
+    installation = await require_installation(session, payload.workspace_id)
+    previous = installation.status
+    installation.status = payload.status
+    installation.status_changed_at = utcnow()
+    if previous == InstallationStatus.INACTIVE and payload.status == InstallationStatus.ACTIVE:
+        # Webhooks sent while paused were stored; sync catches what was not sent at all.
+        await queue.enqueue(session, payload.workspace_id, JobKind.SYNC)
+    log.info("lifecycle.status_changed", workspace_id=payload.workspace_id, status=payload.status)
+
+
+async def update_settings(
+    runtime: Runtime, session: AsyncSession, claims: ClockifyClaims, payload: SettingsUpdatedPayload
+) -> None:
+    check_ids(claims, payload.workspace_id, payload.addon_id)
+    installation = await require_installation(session, payload.workspace_id)
+    ids = [s.id for s in payload.settings]
+    if len(set(ids)) != len(ids):
+        raise BadRequest("settings contain the same id twice")
+    installation.settings = [s.model_dump(mode="json") for s in payload.settings]
+    log.info("lifecycle.settings_updated", workspace_id=payload.workspace_id, count=len(ids))
+

@@ -1,0 +1,3 @@
+from clockify_core.simulator.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Routers for the Clockify API surfaces the simulator serves."""

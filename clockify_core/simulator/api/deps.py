@@ -1,0 +1,113 @@
+"""What every simulated endpoint shares: the simulator, authorization, pagination, JSON bodies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
+from typing import Annotated, Any, TypeVar
+
+import orjson
+from fastapi import Depends, Request
+from fastapi.params import Depends as DependsParam
+from starlette.responses import Response
+
+from clockify_core.errors import (
+    BadRequest,
+    Forbidden,
+    RateLimited,
+    TokenInvalid,
+    Unauthorized,
+    WorkspaceMismatch,
+)
+from clockify_core.simulator.auth import SCOPES, Principal
+from clockify_core.simulator.model import Workspace
+from clockify_core.simulator.state import Simulator
+
+T = TypeVar("T")
+
+
+def get_simulator(request: Request) -> Simulator:
+    sim: Simulator = request.app.state.simulator
+    return sim
+
+
+SimDep = Annotated[Simulator, Depends(get_simulator)]
+
+
+def authorize(operation: str) -> DependsParam:
+    """The credential check for one operation: 401, then 429, then 403 (workspace, then scope)."""
+    scope = SCOPES[operation]
+
+    async def dependency(request: Request, sim: SimDep) -> Principal:
+        token = request.headers.get("x-addon-token")
+        key = request.headers.get("x-api-key")
+        if not token and not key:
+            raise Unauthorized("Send X-Addon-Token or X-Api-Key",
+                               message="Full authentication is required to access this resource", code=1000)
+        principal = sim.tokens.get(token or key or "")
+        if principal is None or (principal.kind == "api_key") != (token is None):
+            raise TokenInvalid("Unknown or revoked credential", message="Invalid token", code=1000)
+        if principal.expires is not None and principal.expires < sim.clock():
+            raise TokenInvalid("The user token has expired", message="Token expired", code=1000)
+        wait = await sim.admit(principal)
+        if wait > 0:
+            sim.stats["http.429"] += 1
+            raise RateLimited("Too many requests", retry_after=wait, message="Too many requests", code=429)
+        workspace_id = request.path_params.get("workspaceId")
+        if workspace_id is not None and workspace_id != principal.workspace_id:
+            raise WorkspaceMismatch("This credential belongs to another workspace",
+                                    message="Access Denied", code=403)
+        if not principal.has_scope(scope):
+            raise Forbidden(f"The add-on manifest lacks the {scope} scope",
+                            message=f"Add-on does not have {scope} scope", code=403)
+        return principal
+
+    marker: DependsParam = Depends(dependency)
+    return marker
+
+
+def workspace_of(sim: Simulator, principal: Principal) -> Workspace:
+    return sim.workspace(principal.workspace_id)
+
+
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=dict(headers or {}))
+
+
+def page_params(page: int | None, size: int | None, *, default: int = 50, maximum: int = 5000) -> tuple[int, int]:
+    page = 1 if page is None else page
+    size = default if size is None else size
+    if page < 0:
+        raise BadRequest("page must be at least 1", message="page must be greater than 0", code=501)
+    if size < 1 or size > maximum:
+        raise BadRequest(f"page-size must be between 1 and {maximum}",
+                         message=f"page-size must be between 1 and {maximum}", code=501)
+    # Clockify numbers pages from 1; 0 is read as the first page, as the change feed's default is "0".
+    return max(page, 1), size
+
+
+def paged(items: Iterable[T], page: int, size: int) -> tuple[list[T], bool]:
+    """The page's items and whether it is the last one, reading at most one item past it."""
+    window = list(islice(iter(items), (page - 1) * size, page * size + 1))
+    return window[:size], len(window) <= size
+
+
+def paged_response(items: Iterable[Any], page: int, size: int, render: Any = None) -> Response:
+    chunk, last = paged(items, page, size)
+    body = [render(x) for x in chunk] if render else chunk
+    return json_response(body, headers={"Last-Page": "true" if last else "false"})
+
+
+def public(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if not k.startswith("_")}
+
+
+def text_match(needle: str | None, haystack: str) -> bool:
+    return needle is None or needle.lower() in haystack.lower()
+
+
+def sort_records(records: Iterable[dict[str, Any]], column: str | None, order: str | None,
+                 default: str = "name") -> Iterator[dict[str, Any]]:
+    key = {"ID": "id", "NAME": "name", "EMAIL": "email"}.get((column or "").upper(), default)
+    return iter(sorted(records, key=lambda r: (str(r.get(key, "")).lower(), r["id"]),
+                       reverse=(order or "").upper() == "DESCENDING"))

@@ -1,0 +1,144 @@
+"""The inbox on both databases: dedup, claiming, ordering, leases, retries, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from clockify_core.db import create_engine, create_session_factory
+from clockify_core.db.base import utcnow
+from clockify_core.lifecycle.models import Installation
+from clockify_core.webhooks import inbox
+from clockify_core.webhooks.models import InboxEvent
+
+WS = "ws-inbox"
+
+
+@pytest.fixture
+async def sessions(db_url: str) -> async_sessionmaker[AsyncSession]:
+    engine = create_engine(db_url)
+    factory = create_session_factory(engine)
+    async with factory.begin() as s:
+        s.add(Installation(workspace_id=WS, addon_id="addon-1", status="ACTIVE"))
+        s.add(Installation(workspace_id="ws-paused", addon_id="addon-2", status="INACTIVE"))
+    yield factory
+    await engine.dispose()
+
+
+async def _store(sessions: async_sessionmaker[AsyncSession], body: bytes, *, ws: str = WS, entity: str | None = None,
+                 event: str = "NEW_TAG", **kw: object) -> inbox.Stored:
+    async with sessions.begin() as s:
+        return await inbox.store_event(s, workspace_id=ws, event_type=event, body=body, entity_key=entity, **kw)
+
+
+async def test_redelivery_is_stored_once_within_the_window(sessions: async_sessionmaker[AsyncSession]) -> None:
+    first = await _store(sessions, b'{"id":"t1"}')
+    again = await _store(sessions, b'{"id":"t1"}')
+    other_event = await _store(sessions, b'{"id":"t1"}', event="TAG_UPDATED")
+    assert first.id is not None and not first.duplicate
+    assert again == inbox.Stored(id=None, duplicate=True)
+    assert other_event.id is not None
+    async with sessions() as s:
+        row = await s.get(InboxEvent, first.id)
+        assert row is not None and row.deliveries == 2
+
+
+async def test_equal_body_after_the_window_is_a_new_event(sessions: async_sessionmaker[AsyncSession]) -> None:
+    now = utcnow()
+    first = await _store(sessions, b'{"id":"t2"}', now=now, window=60)
+    # Next bucket: still a duplicate (the previous bucket is checked too).
+    assert (await _store(sessions, b'{"id":"t2"}', now=now + timedelta(seconds=61), window=60)).duplicate
+    later = await _store(sessions, b'{"id":"t2"}', now=now + timedelta(seconds=200), window=60)
+    assert first.id is not None and later.id is not None and later.id != first.id
+
+
+async def test_claim_finish_and_per_entity_order(sessions: async_sessionmaker[AsyncSession]) -> None:
+    a1 = (await _store(sessions, b'{"id":"a","v":1}', entity="tag:a")).id
+    a2 = (await _store(sessions, b'{"id":"a","v":2}', entity="tag:a")).id
+    b1 = (await _store(sessions, b'{"id":"b","v":1}', entity="tag:b")).id
+    paused = (await _store(sessions, b'{"id":"c"}', ws="ws-paused", entity="tag:c")).id
+    async with sessions.begin() as s:
+        claimed = await inbox.claim(s, worker_id="w1", limit=10, lease_seconds=30)
+    assert [e.id for e in claimed] == [a1, b1]  # a2 waits for a1; paused workspaces wait
+    assert claimed[0].body == {"id": "a", "v": 1} and claimed[0].attempts == 1
+    async with sessions.begin() as s:
+        assert await inbox.finish(s, a1, worker_id="w1")
+        assert not await inbox.finish(s, b1, worker_id="someone-else")
+    async with sessions.begin() as s:
+        assert [e.id for e in await inbox.claim(s, worker_id="w1", limit=10, lease_seconds=30)] == [a2]
+    async with sessions() as s:
+        assert (await s.get(InboxEvent, paused)).status == "PENDING"
+
+
+async def test_expired_lease_is_reclaimed(sessions: async_sessionmaker[AsyncSession]) -> None:
+    event_id = (await _store(sessions, b'{"id":"x"}', entity="tag:x")).id
+    async with sessions.begin() as s:
+        assert [e.id for e in await inbox.claim(s, worker_id="dead-worker", limit=5, lease_seconds=5)] == [event_id]
+    async with sessions.begin() as s:
+        assert await inbox.claim(s, worker_id="w2", limit=5, lease_seconds=5) == []
+    async with sessions.begin() as s:
+        reclaimed = await inbox.claim(s, worker_id="w2", limit=5, lease_seconds=5, now=utcnow() + timedelta(seconds=6))
+    assert [(e.id, e.attempts) for e in reclaimed] == [(event_id, 2)]
+    async with sessions.begin() as s:
+        assert not await inbox.finish(s, event_id, worker_id="dead-worker")  # its lease is gone
+        assert await inbox.finish(s, event_id, worker_id="w2")
+
+
+async def test_failures_back_off_then_dead_letter_and_replay(sessions: async_sessionmaker[AsyncSession]) -> None:
+    event_id = (await _store(sessions, b'{"id":"f"}')).id
+    now = utcnow()
+    for attempt in (1, 2, 3):
+        async with sessions.begin() as s:
+            [event] = await inbox.claim(s, worker_id="w", limit=1, lease_seconds=30, now=now)
+            assert event.attempts == attempt
+            status = await inbox.fail(s, event_id, worker_id="w", attempts=event.attempts, error=f"boom {attempt}",
+                                      max_attempts=3, base=1, cap=10, now=now)
+        async with sessions() as s:
+            row = await s.get(InboxEvent, event_id)
+            if attempt < 3:
+                assert status == "PENDING" and row.next_attempt_at > now
+                async with sessions.begin() as s2:  # not due yet
+                    assert await inbox.claim(s2, worker_id="w", limit=1, lease_seconds=30, now=now) == []
+                now = row.next_attempt_at
+            else:
+                assert status == "DEAD" and row.last_error == "boom 3"
+    async with sessions.begin() as s:
+        assert (await inbox.depth(s))["DEAD"] == 1
+        assert await inbox.replay_dead(s, workspace_id=WS) == 1
+    async with sessions.begin() as s:
+        [event] = await inbox.claim(s, worker_id="w", limit=1, lease_seconds=30)
+        assert event.attempts == 1
+
+
+async def test_backoff_grows_and_is_capped() -> None:
+    values = [inbox.backoff_seconds(n, base=2, cap=60) for n in range(1, 10)]
+    assert 1 <= values[0] <= 2 and 60 / 2 <= values[-1] <= 60
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_concurrent_claimers_never_share_an_event(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions.begin() as s:
+        for i in range(300):
+            await inbox.store_event(s, workspace_id=WS, event_type="NEW_TAG", body=f'{{"id":"{i}"}}'.encode(),
+                                    entity_key=f"tag:{i}")
+
+    async def worker(name: str) -> list[int]:
+        got: list[int] = []
+        while True:
+            async with sessions.begin() as s:
+                batch = await inbox.claim(s, worker_id=name, limit=7, lease_seconds=60)
+            if not batch:
+                return got
+            got += [e.id for e in batch]
+
+    results = await asyncio.gather(*(worker(f"w{i}") for i in range(6)))
+    everything = [i for r in results for i in r]
+    assert len(everything) == 300 == len(set(everything))
+    assert sum(1 for r in results if r) > 1
+    async with sessions() as s:
+        owners = (await s.execute(select(InboxEvent.locked_by).distinct())).scalars().all()
+        assert len(owners) > 1
