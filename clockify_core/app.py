@@ -15,6 +15,7 @@ from fastapi import APIRouter, FastAPI
 
 from clockify_core.config import ServiceSettings
 from clockify_core.errors import install_error_handlers
+from clockify_core.explorer.router import router as explorer_router
 from clockify_core.health.router import clockify_health_router
 from clockify_core.health.router import router as health_router
 from clockify_core.jobs.models import JobKind
@@ -98,6 +99,7 @@ def create_addon_app(
     app.include_router(webhooks_router)
     app.include_router(status_router)
     app.include_router(operator_router)
+    app.include_router(explorer_router)
     if profile.custom_webhooks:
         app.include_router(custom.manage)
         app.include_router(custom.receive)

@@ -1,0 +1,125 @@
+"""The read-only (api_studio) or full (other tiers) API explorer behind the sidebar page.
+
+The installation token never leaves the server: the browser names an operation and
+its parameters, the backend checks them against the spec and the tier, calls Clockify
+with the token through the rate limiter, logs the call, and returns Clockify's answer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from clockify_core.access import UserDep
+from clockify_core.client import ClockifyApiError
+from clockify_core.deps import ProfileDep, RuntimeDep, SessionDep
+from clockify_core.errors import Conflict
+from clockify_core.explorer.models import ApiCall
+from clockify_core.explorer.service import OperationDetail, OperationSummary, detail, summarize
+from clockify_core.lifecycle.models import InstallationStatus
+from clockify_core.lifecycle.repository import installation_api
+from clockify_core.openapi import bundled_index
+from clockify_core.openapi.calls import check_policy, execute, find_operation, prepare_call, record
+
+router = APIRouter(prefix="/api/explorer", tags=["explorer"])
+
+
+class ExecuteRequest(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    operation_id: str = Field(alias="operationId", min_length=1, max_length=128)
+    path_params: dict[str, str | int] = Field(default_factory=dict, alias="pathParams")
+    query: dict[str, Any] = Field(default_factory=dict)
+    body: Any = None
+
+
+class ExecuteResult(BaseModel):
+    operation_id: str
+    method: str
+    path: str
+    status: int
+    headers: dict[str, str]
+    duration_ms: int
+    body: Any
+    truncated: bool
+
+
+class ApiCallRead(BaseModel):
+    id: int
+    source: str
+    user_id: str | None
+    operation_id: str | None
+    method: str
+    path: str
+    status: int | None
+    duration_ms: int | None
+    error: str | None
+    created_at: datetime
+
+
+@router.get("/operations", summary="Clockify operations, marked allowed or not for you on this tier")
+async def list_operations(
+    user: UserDep,
+    profile: ProfileDep,
+    q: str | None = Query(None, max_length=100, description="Search in id, path, summary and tag"),
+    tag: str | None = Query(None, max_length=100),
+) -> list[OperationSummary]:
+    needle = (q or "").lower()
+    out = []
+    for operation in bundled_index().operations:
+        if tag and operation.tag != tag:
+            continue
+        haystack = f"{operation.operation_id} {operation.path} {operation.summary} {operation.tag}".lower()
+        if needle and needle not in haystack:
+            continue
+        out.append(summarize(operation, profile, is_admin=user.is_admin))
+    return out
+
+
+@router.get("/operations/{operation_id}", summary="One operation with its parameters and body schema")
+async def get_operation(operation_id: str, user: UserDep, profile: ProfileDep) -> OperationDetail:
+    index = bundled_index()
+    return detail(index, find_operation(index, operation_id), profile, is_admin=user.is_admin)
+
+
+@router.post(
+    "/execute",
+    summary="Call Clockify with the installation token (never sent to the browser)",
+    responses={403: {"description": "Not allowed on this tier or for this role"}, 409: {"description": "Add-on paused"}},
+)
+async def execute_operation(
+    request: ExecuteRequest, user: UserDep, profile: ProfileDep, runtime: RuntimeDep, session: SessionDep
+) -> ExecuteResult:
+    operation = find_operation(bundled_index(), request.operation_id)
+    check_policy(operation, profile, is_admin=user.is_admin)
+    call = prepare_call(
+        operation, workspace_id=user.workspace_id, path_params=request.path_params, query=request.query, body=request.body
+    )
+    if user.installation.status != InstallationStatus.ACTIVE:
+        raise Conflict("the add-on is paused on this workspace")
+    api = installation_api(runtime, user.installation)
+    try:
+        result = await execute(api, call)
+    except ClockifyApiError as exc:
+        record(session, workspace_id=user.workspace_id, user_id=user.user_id, source="explorer", call=call,
+               status=None, duration_ms=None, error=exc.detail)
+        await session.commit()
+        raise
+    record(session, workspace_id=user.workspace_id, user_id=user.user_id, source="explorer", call=call,
+           status=result.status, duration_ms=result.duration_ms)
+    return ExecuteResult(
+        operation_id=operation.operation_id, method=operation.method, path=call.path, status=result.status,
+        headers=result.headers, duration_ms=result.duration_ms, body=result.body, truncated=result.truncated,
+    )
+
+
+@router.get("/history", summary="Recent Clockify calls made for your workspace (explorer and flows)")
+async def history(user: UserDep, session: SessionDep, limit: int = Query(50, ge=1, le=500)) -> list[ApiCallRead]:
+    rows = await session.execute(
+        select(ApiCall).where(ApiCall.workspace_id == user.workspace_id).order_by(ApiCall.id.desc()).limit(limit)
+    )
+    return [ApiCallRead.model_validate(r, from_attributes=True) for r in rows.scalars()]
