@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from clockify_core.testing.databases import (
     create_database,
@@ -34,7 +36,7 @@ def _unavailable(what: str, reason: str) -> None:
 
 
 async def _redis_reason(url: str) -> str | None:
-    client = aioredis.from_url(url, socket_connect_timeout=3)
+    client = aioredis.from_url(url, socket_connect_timeout=3, retry=Retry(NoBackoff(), 0))
     try:
         await client.ping()
     except (OSError, aioredis.RedisError) as exc:
