@@ -1,0 +1,109 @@
+"""Retention: delete what has outlived its window, in small batches that never hold a table.
+
+Each window is a setting (``RETENTION__*_DAYS``; 0 keeps rows forever). Every batch
+is its own short transaction selecting at most ``batch_size`` keys, so deletes never
+lock a table for long and a busy database is only ever asked for a little at a time.
+Uninstalled workspaces whose ``purge_after`` has passed lose all their data here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import ColumnElement, Table, delete, select, tuple_, update
+
+from clockify_core.db.base import utcnow
+from clockify_core.db.models import metadata
+from clockify_core.explorer.models import ApiCall
+from clockify_core.flows.models import FlowRun
+from clockify_core.jobs.models import Job, JobStatus
+from clockify_core.lifecycle.models import Installation, InstallationStatus
+from clockify_core.runtime import Runtime
+from clockify_core.webhooks.models import InboxEvent, InboxStatus
+
+log = structlog.get_logger(__name__)
+
+# Rows that only describe an uninstalled workspace's history outlive its purge.
+_KEEP_ON_PURGE = {"installations"}
+
+
+async def delete_in_batches(
+    runtime: Runtime, table: Table, condition: Callable[[], ColumnElement[bool]], *, label: str | None = None
+) -> int:
+    """Delete rows matching ``condition`` ``batch_size`` keys at a time; returns the count."""
+    batch = runtime.settings.retention.batch_size
+    keys = list(table.primary_key.columns)
+    key = tuple_(*keys) if len(keys) > 1 else keys[0]
+    removed = 0
+    while True:
+        chosen = select(*keys).where(condition()).limit(batch)
+        async with runtime.sessions.begin() as session:
+            result = await session.execute(delete(table).where(key.in_(chosen.scalar_subquery() if len(keys) == 1 else chosen)))
+        count = int(getattr(result, "rowcount", 0) or 0)
+        removed += count
+        if count:
+            runtime.metrics.retention_deleted.labels(label or table.name).inc(count)
+        if count < batch or runtime.stop.is_set():
+            return removed
+
+
+def _older(days: int, now: datetime) -> datetime | None:
+    return now - timedelta(days=days) if days > 0 else None
+
+
+async def purge_expired_workspaces(runtime: Runtime, now: datetime) -> int:
+    """Remove the data of workspaces uninstalled with a retention period that has now passed."""
+    async with runtime.sessions() as session:
+        due = (
+            await session.execute(
+                select(Installation.workspace_id).where(
+                    Installation.status == InstallationStatus.DELETED, Installation.purge_after <= now
+                )
+            )
+        ).scalars().all()
+    removed = 0
+    for workspace_id in due:
+        for table in reversed(metadata.sorted_tables):
+            if "workspace_id" in table.c and table.name not in _KEEP_ON_PURGE:
+                removed += await delete_in_batches(
+                    runtime, table, lambda t=table, ws=workspace_id: t.c.workspace_id == ws
+                )
+        async with runtime.sessions.begin() as session:
+            await session.execute(
+                update(Installation).where(Installation.workspace_id == workspace_id).values(purge_after=None)
+            )
+        log.info("retention.workspace_purged", workspace_id=workspace_id)
+    return removed
+
+
+async def run_retention(runtime: Runtime, *, now: datetime | None = None) -> dict[str, int]:
+    """One retention pass over every table with a window; the counts removed per table."""
+    now = now or utcnow()
+    config = runtime.settings.retention
+    inbox = InboxEvent.__table__
+    plans: list[tuple[str, Table, Any]] = []
+    if cutoff := _older(config.inbox_days, now):
+        plans.append(("inbox_events", inbox, lambda c=cutoff: (inbox.c.status == InboxStatus.DONE) & (inbox.c.processed_at < c)))
+    if cutoff := _older(config.dead_letter_days, now):
+        plans.append(("dead_letters", inbox, lambda c=cutoff: (inbox.c.status == InboxStatus.DEAD) & (inbox.c.received_at < c)))
+    if cutoff := _older(config.api_call_days, now):
+        calls = ApiCall.__table__
+        plans.append(("api_calls", calls, lambda c=cutoff: calls.c.created_at < c))
+    if cutoff := _older(config.flow_run_days, now):
+        runs = FlowRun.__table__
+        plans.append(("flow_runs", runs, lambda c=cutoff: (runs.c.started_at < c) & runs.c.finished_at.is_not(None)))
+    if cutoff := _older(config.job_days, now):
+        jobs = Job.__table__
+        finished = [JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED]
+        plans.append(("jobs", jobs, lambda c=cutoff: jobs.c.status.in_(finished) & (jobs.c.finished_at < c)))
+    removed: dict[str, int] = {}
+    for label, table, condition in plans:
+        assert isinstance(table, Table)
+        removed[label] = await delete_in_batches(runtime, table, condition, label=label)
+    removed["uninstalled_workspaces"] = await purge_expired_workspaces(runtime, now)
+    if any(removed.values()):
+        log.info("retention.done", **removed)
+    return removed
