@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.deps import RuntimeDep, SessionDep
 from clockify_core.errors import Forbidden, Unauthorized, WorkspaceMismatch
 from clockify_core.lifecycle.models import Installation
 from clockify_core.lifecycle.repository import require_installation
+from clockify_core.runtime import Runtime
 from clockify_core.security.tokens import ClockifyClaims, TokenKind, extract_bearer
 
 ADMIN_ROLES = frozenset({"OWNER", "ADMIN"})
@@ -40,6 +42,20 @@ class UserContext:
         return (self.claims.workspace_role or "").upper() in ADMIN_ROLES
 
 
+async def verify_user_token(runtime: Runtime, session: AsyncSession, token: str) -> UserContext:
+    """The whole check of a user token: signature, claims and expiry (``TokenVerifier``),
+    then an installation on the token's workspace whose ``addonId`` matches.
+
+    Raises ``TokenInvalid`` (401), ``NotFound`` (not installed there) or ``WorkspaceMismatch``.
+    The API dependency below and the sidebar page (``clockify_core.ui``) both use it.
+    """
+    claims = await runtime.verifier.verify(token, TokenKind.USER)
+    installation = await require_installation(session, claims.workspace_id)
+    if installation.addon_id != claims.addon_id:
+        raise WorkspaceMismatch("token belongs to another installation of this add-on")
+    return UserContext(claims=claims, installation=installation)
+
+
 async def user_context(
     runtime: RuntimeDep,
     session: SessionDep,
@@ -51,11 +67,7 @@ async def user_context(
         if authorization is None:
             raise Unauthorized("send the Clockify user token in X-Addon-Token", headers={"WWW-Authenticate": "Bearer"})
         token = extract_bearer(authorization)
-    claims = await runtime.verifier.verify(token, TokenKind.USER)
-    installation = await require_installation(session, claims.workspace_id)
-    if installation.addon_id != claims.addon_id:
-        raise WorkspaceMismatch("token belongs to another installation of this add-on")
-    return UserContext(claims=claims, installation=installation)
+    return await verify_user_token(runtime, session, token)
 
 
 UserDep = Annotated[UserContext, Depends(user_context)]

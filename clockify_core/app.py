@@ -16,6 +16,9 @@ from fastapi import APIRouter, FastAPI
 from clockify_core.config import ServiceSettings
 from clockify_core.errors import install_error_handlers
 from clockify_core.explorer.router import router as explorer_router
+from clockify_core.flows.engine import FlowEngine
+from clockify_core.flows.executor import flow_loop
+from clockify_core.flows.router import router as flows_router
 from clockify_core.health.router import clockify_health_router
 from clockify_core.health.router import router as health_router
 from clockify_core.jobs.models import JobKind
@@ -30,8 +33,13 @@ from clockify_core.observability.middleware import RequestContextMiddleware
 from clockify_core.operator.router import router as operator_router
 from clockify_core.runtime import Runtime, open_runtime
 from clockify_core.status.router import router as status_router
+from clockify_core.sync import jobs as sync_jobs
+from clockify_core.sync.router import router as sync_router
+from clockify_core.sync.scheduler import scheduler_loop
 from clockify_core.tiers import ServiceProfile
+from clockify_core.ui.router import router as ui_router
 from clockify_core.webhooks import custom
+from clockify_core.webhooks.router import fast_route as webhooks_fast_route
 from clockify_core.webhooks.router import router as webhooks_router
 from clockify_core.webhooks.worker import inbox_loop
 
@@ -39,8 +47,14 @@ from clockify_core.webhooks.worker import inbox_loop
 def setup_runtime(runtime: Runtime) -> None:
     """Register every capability's event and job handlers on a fresh runtime."""
     runtime.event_handlers.append(MirrorHandler())
+    # After the mirror: flows see the event once it is applied, in the same transaction.
+    runtime.event_handlers.append(FlowEngine())
     runtime.job_handlers[JobKind.REGISTER_WEBHOOKS] = register_webhooks
     runtime.job_handlers[JobKind.UNREGISTER_WEBHOOKS] = unregister_webhooks
+    runtime.job_handlers[JobKind.BOOTSTRAP] = sync_jobs.bootstrap
+    runtime.job_handlers[JobKind.SYNC] = sync_jobs.sync
+    runtime.job_handlers[JobKind.BACKFILL] = sync_jobs.backfill
+    runtime.job_handlers[JobKind.RECONCILE] = sync_jobs.reconcile
 
 
 def start_workers(runtime: Runtime) -> None:
@@ -49,6 +63,11 @@ def start_workers(runtime: Runtime) -> None:
         runtime.start(f"inbox-{n}", inbox_loop)
     for n in range(worker.job_concurrency):
         runtime.start(f"jobs-{n}", job_loop)
+    if runtime.settings.flows.executor:
+        for n in range(runtime.settings.flows.concurrency):
+            runtime.start(f"flows-{n}", flow_loop)
+    if runtime.settings.sync.scheduler:
+        runtime.start("sync-scheduler", scheduler_loop)
 
 
 def create_addon_app(
@@ -84,6 +103,9 @@ def create_addon_app(
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        # Metrics go to Prometheus (observability/metrics.py). FastAPI's native OpenTelemetry
+        # hooks would otherwise look up the global providers (reading os.environ) on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.profile = profile
@@ -91,6 +113,8 @@ def create_addon_app(
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
 
+    # The webhook receiver takes the most traffic: served from a plain route ahead of all others.
+    app.router.routes.insert(0, webhooks_fast_route)
     app.include_router(health_router)
     if profile.clockify_health_route:
         app.include_router(clockify_health_router)
@@ -99,7 +123,10 @@ def create_addon_app(
     app.include_router(webhooks_router)
     app.include_router(status_router)
     app.include_router(operator_router)
+    app.include_router(flows_router)
+    app.include_router(sync_router)
     app.include_router(explorer_router)
+    app.include_router(ui_router)
     if profile.custom_webhooks:
         app.include_router(custom.manage)
         app.include_router(custom.receive)

@@ -17,11 +17,14 @@ import uvicorn
 from clockify_core.config import ServiceSettings
 from clockify_core.db import create_engine
 from clockify_core.db.migrate import current_revision, downgrade, head_revision, upgrade
+from clockify_core.sync.cli import add_sync_commands
 from clockify_core.tiers import ServiceProfile
 
 
 async def _run_worker(settings: ServiceSettings, profile: ServiceProfile, *, once: bool) -> None:
     from clockify_core.app import setup_runtime, start_workers
+    from clockify_core.flows.engine import flow_engine
+    from clockify_core.flows.executor import run_due as run_due_flows
     from clockify_core.jobs.worker import run_one
     from clockify_core.observability.logging import configure_logging
     from clockify_core.observability.metrics import Metrics
@@ -35,6 +38,9 @@ async def _run_worker(settings: ServiceSettings, profile: ServiceProfile, *, onc
             await drain(runtime)
             while await run_one(runtime):
                 pass
+            while await run_due_flows(runtime):  # due flow runs (retries scheduled later stay queued)
+                pass
+            await flow_engine(runtime).flush_counters(runtime)
             return
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -89,6 +95,8 @@ def build_cli(
     def worker(once: bool = typer.Option(False, "--once", help="Process what is due now, then exit")) -> None:
         """Process the inbox and jobs without serving HTTP (scale workers apart from web processes)."""
         asyncio.run(_run_worker(settings(), profile, once=once))
+
+    add_sync_commands(cli, settings, profile)
 
     @cli.command("show-config")
     def show_config() -> None:

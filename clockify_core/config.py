@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -39,6 +40,7 @@ def _split_csv(value: Any) -> Any:
 
 
 CsvList = Annotated[list[str], BeforeValidator(_split_csv)]
+_FRAME_ORIGIN = re.compile(r"https?://(\*\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 # A secret equal to (or starting with) one of these is a placeholder, refused in production.
 PLACEHOLDER_SECRETS = ("", "changeme", "change-me", "secret", "placeholder", "dev-", "insecure", "test")
@@ -125,6 +127,13 @@ class WebhookConfig(BaseModel):
     dedup_window_seconds: float = Field(
         3600.0, gt=0, description="An equal body redelivered within one to two windows is stored once"
     )
+    group_commit_max_batch: int = Field(
+        200, ge=1, le=5000, description="Most webhook events written by one group-commit transaction"
+    )
+    group_commit_flushers: int = Field(2, ge=1, le=16, description="Group-commit transactions in flight per process")
+    subscription_cache_seconds: float = Field(
+        5.0, ge=0, description="How long a token's webhook subscription is remembered (0 = look it up every time)"
+    )
 
 
 class MirrorConfig(BaseModel):
@@ -138,6 +147,134 @@ class LifecycleConfig(BaseModel):
     retention_days: int = Field(
         0, ge=0, description="Days a workspace's data is kept after uninstall; 0 deletes it at once"
     )
+
+
+class SyncConfig(BaseModel):
+    """Bootstrap, incremental sync, backfill and the scheduler (docs/sync.md).
+
+    Per-installation settings (``sync_enabled``, ``sync_interval_minutes``,
+    ``backfill_months``) override the defaults here for one workspace.
+    """
+
+    scheduler: bool = Field(True, description="Run the sync scheduler in this process (one leader across instances)")
+    interval_minutes: int = Field(15, ge=0, description="Incremental sync period when the workspace sets none; 0 = only daily times")
+    daily_times: CsvList = Field(default_factory=list, description="Extra syncs at these UTC times, e.g. 02:30,14:00")
+    overlap_hours: float = Field(24.0, ge=0, description="Incremental windows start this long before the watermark")
+    bootstrap_days: int = Field(90, ge=1, description="Days of time entries bootstrap pulls; backfill_months adds older ones")
+    backfill_window: Literal["day", "week", "month", "year"] = Field("month", description="Default backfill window")
+    time_entry_source: Literal["auto", "report", "user"] = Field(
+        "auto", description="Detailed report, per-user time entries, or whichever needs fewer requests per window"
+    )
+    page_size: int = Field(5000, ge=1, description="Page size of list endpoints (capped by each endpoint's maximum)")
+    report_page_size: int = Field(1000, ge=1, le=1000, description="Page size of the detailed report")
+    feed_page_size: int = Field(1000, ge=1, description="Page size of the change feed (entities/updated|deleted)")
+    batch_rows: int = Field(5000, ge=1, description="Rows per write transaction")
+    concurrency: int = Field(6, ge=1, le=64, description="Requests in flight per job")
+    window_concurrency: int = Field(2, ge=1, le=16, description="Time windows pulled at once (the cursor still moves in order)")
+    writers: int = Field(2, ge=1, le=16, description="Concurrent write transactions per job")
+    direct_copy: bool = Field(
+        True, description="Bootstrap/backfill COPY straight into the table until a row already exists (PostgreSQL)"
+    )
+    heavy_endpoints: bool = Field(True, description="Also pull the endpoints listed in heavy_operations")
+    heavy_operations: CsvList = Field(
+        default_factory=lambda: ["getExpenses", "getInvoices", "getApprovalRequests", "getSharedReportsV1"],
+        description="List operations (OpenAPI operationId) that can be large",
+    )
+    skip_operations: CsvList = Field(default_factory=list, description="List operations never pulled")
+    change_feed: bool = Field(True, description="Use entities/updated and entities/deleted (experimental in Clockify)")
+    feed_window_days: int = Field(30, ge=1, description="Longest range asked of the change feed in one query")
+    reference_refresh_minutes: int = Field(60, ge=0, description="Re-list reference data (projects, users...) at most this often")
+    reference_deletions: bool = Field(True, description="Mark reference rows missing from a complete listing deleted")
+    reconcile_days: float = Field(2.0, gt=0, description="Span re-pulled after TIME_ENTRY_SPLIT")
+    page_attempts: int = Field(5, ge=1, description="Attempts per page on top of the client's retries (5xx, 429, timeouts)")
+    max_rate_wait_seconds: float = Field(300.0, gt=0, description="A longer rate-limit wait defers the job instead")
+    park_after_failures: int = Field(5, ge=1, description="Consecutive failed runs before a workspace is parked")
+    park_minutes: float = Field(60.0, gt=0, description="First parking period; doubles per repeat, at most a day")
+    free_plan_interval_minutes: int = Field(120, ge=1, description="Shortest sync period of a Free-plan workspace")
+    free_plan_reference_minutes: int = Field(24 * 60, ge=1, description="Reference refresh period on the Free plan")
+    tick_seconds: float = Field(30.0, gt=0, description="How often the scheduler leader looks for due workspaces")
+    lease_seconds: float = Field(90.0, gt=0, description="A leader that stops renewing loses its lease after this")
+
+    @field_validator("daily_times")
+    @classmethod
+    def _check_times(cls, value: list[str]) -> list[str]:
+        for item in value:
+            hours, _, minutes = item.partition(":")
+            if not (hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
+                raise ValueError(f"daily time {item!r} is not HH:MM")
+        return value
+
+
+class FlowsConfig(BaseModel):
+    """The no-code flow engine (docs/flows.md): executor, SSRF policy and limits.
+
+    Finished runs are kept for ``RETENTION__FLOW_RUN_DAYS`` (the retention block)."""
+
+    executor: bool = Field(True, description="Run flow executor loops in this process (with worker.enabled)")
+    concurrency: int = Field(1, ge=1, le=32, description="Flow executor loops per process")
+    batch_size: int = Field(20, ge=1, le=500, description="Queued runs claimed per round")
+    poll_interval: float = Field(1.0, gt=0, description="Seconds between polls when idle")
+    lease_seconds: float = Field(120.0, gt=0, description="A claimed run returns to the queue after this")
+    http_allowlist: CsvList = Field(
+        default_factory=list,
+        description="Hosts, host:port, IP addresses or CIDR networks that http_request actions may reach "
+        "although they are loopback, private, link-local or otherwise non-public",
+    )
+    max_response_bytes: int = Field(256 * 1024, ge=1024, description="Larger http_request responses fail the action")
+    default_timeout: float = Field(10.0, gt=0, description="http_request timeout when the action sets none (seconds)")
+    max_timeout: float = Field(30.0, gt=0, description="Longest timeout an http_request action may ask for")
+    max_redirects: int = Field(3, ge=0, le=10, description="Redirect hops followed (each re-checked) when an action asks")
+    max_action_attempts: int = Field(3, ge=1, le=20, description="Attempts per action before the run fails")
+    retry_backoff_base: float = Field(5.0, gt=0, description="First action retry delay in seconds; doubles per attempt")
+    retry_backoff_max: float = Field(300.0, gt=0)
+    failure_threshold: int = Field(5, ge=1, description="Consecutive failed runs that disable a flow")
+    loop_max_depth: int = Field(
+        2, ge=0, le=20, description="Times a flow may be re-triggered by its own change to one entity in a row"
+    )
+    loop_window_seconds: float = Field(300.0, gt=0, description="How long a flow remembers the entities it wrote")
+    max_flows_per_workspace: int = Field(200, ge=1)
+    max_actions: int = Field(20, ge=1, le=100, description="Actions per flow")
+    max_condition_nodes: int = Field(100, ge=1, le=1000, description="Condition nodes per flow or `when`")
+    max_definition_bytes: int = Field(64 * 1024, ge=1024, description="Largest flow definition (JSON)")
+    regex_max_length: int = Field(256, ge=1, le=4096, description="Longest `regex` pattern")
+    regex_max_input: int = Field(10_000, ge=1, description="Characters of a value a `regex` condition looks at")
+    regex_timeout: float = Field(0.05, gt=0, description="Seconds one regex match may take (ReDoS guard)")
+    counter_flush_seconds: float = Field(5.0, gt=0, description="How often evaluation counters are written to `flows`")
+    housekeeping_seconds: float = Field(60.0, gt=0, description="How often expired loop marks are removed")
+
+
+class UiConfig(BaseModel):
+    """The sidebar page Clockify shows in an iframe (docs/ui.md)."""
+
+    frame_ancestors: CsvList = Field(
+        default_factory=list,
+        description="Origins allowed to frame the sidebar page besides https://*.clockify.me and https://clockify.me "
+        "(the simulator, a dev host), e.g. http://localhost:8080",
+    )
+    token_refresh_seconds: int = Field(
+        300, ge=10, le=1800, description="The page asks Clockify for a fresh user token this long before it expires"
+    )
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        # Each value lands in the Content-Security-Policy header: only plain origins, so none
+        # can end the directive (`;`) or add a source keyword.
+        for origin in value:
+            if not _FRAME_ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin like https://host[:port] or https://*.host")
+        return value
+
+
+class RetentionConfig(BaseModel):
+    enabled: bool = Field(True, description="Run the retention cleanup on the leader instance")
+    interval_minutes: int = Field(60, ge=1, description="Minutes between cleanup passes")
+    batch_size: int = Field(1000, ge=10, le=100_000, description="Rows removed per short transaction")
+    inbox_days: int = Field(7, ge=0, description="Keep applied inbox events this long; 0 keeps them forever")
+    dead_letter_days: int = Field(30, ge=0, description="Keep dead letters this long; 0 keeps them forever")
+    api_call_days: int = Field(30, ge=0, description="Keep the API call log this long; 0 keeps it forever")
+    flow_run_days: int = Field(30, ge=0, description="Keep finished flow runs this long; 0 keeps them forever")
+    job_days: int = Field(30, ge=0, description="Keep finished jobs this long; 0 keeps them forever")
 
 
 class WorkerConfig(BaseModel):
@@ -178,6 +315,10 @@ class ServiceSettings(BaseSettings):
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
     mirror: MirrorConfig = Field(default_factory=MirrorConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    flows: FlowsConfig = Field(default_factory=FlowsConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
 
     # Flat contract names (after the prefix) and the nested field they set.
     flat_aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {

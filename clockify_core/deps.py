@@ -1,4 +1,8 @@
-"""Request dependencies, each declared once as an ``Annotated`` alias."""
+"""Request dependencies, each declared once as an ``Annotated`` alias.
+
+The accessors are ``async def`` although they never await: FastAPI runs a plain ``def``
+dependency in the thread pool, a thread hop per request for a dictionary lookup.
+"""
 
 from __future__ import annotations
 
@@ -14,15 +18,19 @@ from clockify_core.runtime import Runtime
 from clockify_core.tiers import ServiceProfile
 
 
-def get_runtime(request: Request) -> Runtime:
+def runtime_of(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+async def get_runtime(request: Request) -> Runtime:
+    return runtime_of(request)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_settings(request: Request) -> ServiceSettings:
+async def get_settings(request: Request) -> ServiceSettings:
     settings: ServiceSettings = request.app.state.settings
     return settings
 
@@ -30,7 +38,7 @@ def get_settings(request: Request) -> ServiceSettings:
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
 
 
-def get_profile(request: Request) -> ServiceProfile:
+async def get_profile(request: Request) -> ServiceProfile:
     profile: ServiceProfile = request.app.state.profile
     return profile
 
@@ -38,7 +46,7 @@ def get_profile(request: Request) -> ServiceProfile:
 ProfileDep = Annotated[ServiceProfile, Depends(get_profile)]
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 

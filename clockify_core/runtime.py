@@ -32,6 +32,7 @@ from clockify_core.security.crypto import TokenCipher
 from clockify_core.security.keys import key_provider_from_config
 from clockify_core.security.tokens import TokenVerifier
 from clockify_core.tiers import ServiceProfile
+from clockify_core.webhooks.ingest import WebhookIngest
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +52,8 @@ class Runtime:
     limiter: RateLimiter
     clockify: ClockifyClient
     verifier: TokenVerifier
+    # The webhook receiver's group-commit writer and subscription cache.
+    ingest: WebhookIngest
     instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -128,15 +131,19 @@ async def open_runtime(
         verifier = TokenVerifier.from_config(settings.signing, key_provider_from_config(settings.signing, jwks_http))
         if settings.database.run_migrations:
             await upgrade(engine)
+        sessions = create_session_factory(engine)
+        ingest = WebhookIngest.from_config(engine, settings.webhooks, metrics)
+        stack.push_async_callback(ingest.writer.aclose)
         yield Runtime(
             settings=settings,
             profile=profile,
             metrics=metrics,
             engine=engine,
-            sessions=create_session_factory(engine),
+            sessions=sessions,
             redis=redis_client,
             cipher=TokenCipher(settings.security.encryption_key),
             limiter=limiter,
             clockify=clockify,
             verifier=verifier,
+            ingest=ingest,
         )

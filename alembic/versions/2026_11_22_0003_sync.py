@@ -61,6 +61,7 @@ def upgrade() -> None:
         sa.Column("watermark", UtcDateTime, nullable=True),
         sa.Column("last_run_at", UtcDateTime, nullable=True),
         sa.Column("last_success_at", UtcDateTime, nullable=True),
+        sa.Column("next_run_at", UtcDateTime, nullable=True),
         sa.Column("rows_total", sa.BigInteger(), nullable=False),
         sa.Column("rows_last_run", sa.BigInteger(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),

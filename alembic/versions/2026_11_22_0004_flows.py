@@ -1,4 +1,4 @@
-"""No-code flows and their runs
+"""No-code flows, their runs and the loop guard's marks
 
 Revision ID: 0004
 Revises: 0003
@@ -35,8 +35,13 @@ def upgrade() -> None:
         sa.Column("conditions", Json, nullable=True),
         sa.Column("actions", Json, nullable=False),
         sa.Column("max_runs_per_minute", sa.Integer(), nullable=False),
+        sa.Column("record_unmatched", sa.Boolean(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("consecutive_failures", sa.Integer(), nullable=False),
         sa.Column("disabled_reason", sa.Text(), nullable=True),
+        sa.Column("evaluated_count", sa.BigInteger(), nullable=False),
+        sa.Column("matched_count", sa.BigInteger(), nullable=False),
+        sa.Column("last_matched_at", UtcDateTime, nullable=True),
         sa.Column("created_by", sa.String(length=64), nullable=True),
         sa.Column("created_at", UtcDateTime, nullable=False),
         sa.Column("updated_at", UtcDateTime, nullable=False),
@@ -54,13 +59,21 @@ def upgrade() -> None:
         sa.Column("workspace_id", sa.String(length=64), nullable=False),
         sa.Column("inbox_event_id", sa.BigInteger(), nullable=True),
         sa.Column("event_type", sa.String(length=64), nullable=True),
+        sa.Column("entity_id", sa.String(length=200), nullable=True),
         sa.Column("matched", sa.Boolean(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("dry_run", sa.Boolean(), nullable=False),
+        sa.Column("chain_depth", sa.Integer(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", UtcDateTime, nullable=True),
+        sa.Column("locked_by", sa.String(length=64), nullable=True),
+        sa.Column("locked_until", UtcDateTime, nullable=True),
+        sa.Column("trigger", Json, nullable=True),
+        sa.Column("state", Json, nullable=True),
         sa.Column("actions", Json, nullable=False),
         sa.Column("duration_ms", sa.Integer(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("started_at", UtcDateTime, nullable=False),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+        sa.Column("started_at", UtcDateTime, nullable=True),
         sa.Column("finished_at", UtcDateTime, nullable=True),
         sa.ForeignKeyConstraint(
             ["flow_id"], ["flows.id"], name=op.f("fk_flow_runs_flow_id_flows"), ondelete="CASCADE"
@@ -69,19 +82,44 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("flow_runs", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_flow_runs_flow_id_started_at"), ["flow_id", "started_at"], unique=False
+            batch_op.f("ix_flow_runs_flow_id_created_at"), ["flow_id", "created_at"], unique=False
         )
         batch_op.create_index(
-            batch_op.f("ix_flow_runs_workspace_id_started_at"),
-            ["workspace_id", "started_at"],
+            batch_op.f("ix_flow_runs_workspace_id_created_at"),
+            ["workspace_id", "created_at"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_flow_runs_status_next_attempt_at"),
+            ["status", "next_attempt_at"],
             unique=False,
         )
 
+    op.create_table(
+        "flow_loop_marks",
+        sa.Column("flow_id", sa.String(length=36), nullable=False),
+        sa.Column("entity_id", sa.String(length=200), nullable=False),
+        sa.Column("workspace_id", sa.String(length=64), nullable=False),
+        sa.Column("depth", sa.Integer(), nullable=False),
+        sa.Column("expires_at", UtcDateTime, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["flow_id"], ["flows.id"], name=op.f("fk_flow_loop_marks_flow_id_flows"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("flow_id", "entity_id", name=op.f("pk_flow_loop_marks")),
+    )
+    with op.batch_alter_table("flow_loop_marks", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_flow_loop_marks_expires_at"), ["expires_at"], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("flow_loop_marks", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_flow_loop_marks_expires_at"))
+    op.drop_table("flow_loop_marks")
+
     with op.batch_alter_table("flow_runs", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_flow_runs_workspace_id_started_at"))
-        batch_op.drop_index(batch_op.f("ix_flow_runs_flow_id_started_at"))
+        batch_op.drop_index(batch_op.f("ix_flow_runs_status_next_attempt_at"))
+        batch_op.drop_index(batch_op.f("ix_flow_runs_workspace_id_created_at"))
+        batch_op.drop_index(batch_op.f("ix_flow_runs_flow_id_created_at"))
     op.drop_table("flow_runs")
 
     with op.batch_alter_table("flows", schema=None) as batch_op:

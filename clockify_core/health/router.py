@@ -43,6 +43,13 @@ async def _check(name: str, coro: Any) -> tuple[str, str | None]:
         return name, f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
+# What a request cannot do without. Redis only shares rate-limit budgets between processes,
+# and the limiter falls back to in-process buckets without it (ratelimit/redis.py): an
+# instance that loses Redis still serves, so it reports "degraded" instead of leaving the
+# load balancer's rotation, which would turn a Redis outage into lost webhooks.
+REQUIRED_CHECKS = frozenset({"database"})
+
+
 async def readiness(runtime: Runtime) -> dict[str, str | None]:
     checks = [_check("database", _database(runtime.engine))]
     if runtime.redis is not None:
@@ -57,12 +64,13 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/ready",
-    summary="Database reachable and migrated, Redis reachable when configured",
+    summary="Database reachable and migrated; Redis reported when configured (down = degraded, still 200)",
     responses={503: {"description": "Not ready; the problem body names each failed check"}},
 )
 async def ready(runtime: RuntimeDep) -> Response:
     results = await readiness(runtime)
-    failed = {name: reason for name, reason in results.items() if reason}
+    failed = {name: reason for name, reason in results.items() if reason and name in REQUIRED_CHECKS}
+    degraded = any(reason for name, reason in results.items() if name not in REQUIRED_CHECKS)
     checks = {name: reason or "ok" for name, reason in results.items()}
     if failed:
         detail = "; ".join(f"{name}: {reason}" for name, reason in failed.items())
@@ -70,7 +78,7 @@ async def ready(runtime: RuntimeDep) -> Response:
             status=503, title="Not ready", detail=detail, type_uri=PROBLEM_TYPE_BASE + "not-ready", checks=checks
         )
         return problem_response(body, headers={"Retry-After": "5"})
-    return JSONResponse({"status": "ready", "checks": checks})
+    return JSONResponse({"status": "degraded" if degraded else "ready", "checks": checks})
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)

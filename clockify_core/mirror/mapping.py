@@ -12,6 +12,7 @@ import hashlib
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -31,13 +32,21 @@ def parse_duration(value: Any) -> int | None:
         return None
     if isinstance(value, int | float):
         return int(value)
-    if not isinstance(value, str) or not value or value == "P":
+    if not isinstance(value, str):
+        return None
+    return _parse_duration_text(value)
+
+
+# Bulk pulls parse a duration per time entry, and durations repeat: cache the text form.
+@lru_cache(maxsize=16384)
+def _parse_duration_text(value: str) -> int | None:
+    if not value or value == "P":
         return None
     match = _DURATION.match(value.strip())
     if not match:
         return None
-    parts = {k: float(v) for k, v in match.groupdict().items() if v}
-    return int(parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600 + parts.get("m", 0) * 60 + parts.get("s", 0))
+    days, hours, minutes, seconds = (float(part) if part else 0.0 for part in match.group("d", "h", "m", "s"))
+    return int(days * 86400 + hours * 3600 + minutes * 60 + seconds)
 
 
 def parse_time(value: Any) -> datetime | None:

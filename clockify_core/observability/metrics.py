@@ -45,6 +45,10 @@ class Metrics:
             "inbox_processing_seconds", "Time from receipt to applied", buckets=LATENCY_BUCKETS + (30.0, 120.0),
             registry=r,
         )
+        self.inbox_batch_size = Histogram(
+            "inbox_group_commit_events", "Webhook events written per group-commit transaction",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500), registry=r,
+        )
         self.inbox_dead_letters = Counter(
             "inbox_dead_letters_total", "Events moved to dead-letter", ["event_type"], registry=r
         )
@@ -68,11 +72,17 @@ class Metrics:
         self.job_pages = Gauge("job_pages", "Pages fetched by the running job", ["workspace_id", "kind"], registry=r)
         self.job_eta = Gauge("job_eta_seconds", "Estimated seconds left", ["workspace_id", "kind"], registry=r)
         self.rows_upserted = Counter("mirror_rows_written_total", "Mirror rows written", ["table", "source"], registry=r)
+        self.sync_scheduled = Counter("sync_scheduled_total", "Sync jobs queued by the scheduler", registry=r)
+        self.scheduler_leader = Gauge("sync_scheduler_leader", "1 while this instance leads the scheduler", registry=r)
 
         # Flows.
         self.flows_executed = Counter("flows_executed_total", "Flow runs by status", ["status"], registry=r)
         self.flow_action_duration = Histogram(
             "flow_action_duration_seconds", "Flow action latency", ["action"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.flow_evaluations = Counter(
+            "flow_evaluations_total", "Flow conditions evaluated, by result (matched, unmatched, error)", ["result"],
+            registry=r,
         )
 
         # Retention.

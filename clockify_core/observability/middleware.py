@@ -20,6 +20,7 @@ from clockify_core.observability.metrics import Metrics
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 log = structlog.get_logger("clockify_core.http")
+_MAX_CACHED_CHILDREN = 1000
 
 
 def _route_template(scope: Scope) -> str:
@@ -33,6 +34,20 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Labelled children by (route, method, status): ``labels()`` takes a lock and builds
+        # keys on every call, a visible cost on the webhook route.
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def _record(self, route: str, method: str, status: str, elapsed: float) -> None:
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.metrics.http_requests.labels(route, method, status),
+                        self.metrics.http_duration.labels(route, method))
+            if len(self._children) < _MAX_CACHED_CHILDREN:
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(elapsed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,10 +76,7 @@ class RequestContextMiddleware:
             await _send_problem_500(send_wrapper, scope, request_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = _route_template(scope)
-            method = scope.get("method", "")
-            self.metrics.http_requests.labels(route, method, str(status_holder["status"])).inc()
-            self.metrics.http_duration.labels(route, method).observe(elapsed)
+            self._record(_route_template(scope), scope.get("method", ""), str(status_holder["status"]), elapsed)
             structlog.contextvars.unbind_contextvars("request_id")
 
 

@@ -1,4 +1,4 @@
-"""Pull-side state: per-kind watermarks and the scheduler's leader lease."""
+"""Pull-side state: per-kind watermarks, the workspace's schedule and parking, the scheduler lease."""
 
 from __future__ import annotations
 
@@ -9,8 +9,17 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from clockify_core.db.base import Base, UtcDateTime
 
+# The `sync_state` row that stands for the workspace itself rather than one entity kind.
+WORKSPACE_KIND = "*"
+
 
 class SyncState(Base):
+    """One row per workspace and mirror kind (``time_entry``, ``project``, ``expense``...).
+
+    The row of kind ``*`` holds the workspace's schedule (``next_run_at``) and the
+    failures and parking of its sync jobs; per-kind rows hold watermarks and counts.
+    """
+
     __tablename__ = "sync_state"
 
     workspace_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -18,6 +27,7 @@ class SyncState(Base):
     watermark: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_run_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_success_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_run_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     rows_total: Mapped[int] = mapped_column(BigInteger, default=0)
     rows_last_run: Mapped[int] = mapped_column(BigInteger, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -2,30 +2,47 @@
 
 Checks run cheapest first and nothing is stored unless all pass:
 route event → body size → headers → token signature and claims (cached per token)
-→ the exact token stored for this route and workspace → JSON body whose ids match.
+→ the exact token stored for this route and workspace (cached a few seconds, and
+re-checked by the INSERT itself) → JSON body whose ids match.
+
+The row is written by the group-commit writer (``webhooks/ingest.py``) and committed
+before this returns, so a 2xx always means the event is durable.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from fastapi import Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import ClientDisconnect
 
 from clockify_core.catalog import EVENTS
-from clockify_core.errors import BadRequest, MalformedBody, NotFound, PayloadTooLarge, TokenInvalid, Unauthorized, WorkspaceMismatch
+from clockify_core.db.base import utcnow
+from clockify_core.errors import (
+    BadRequest,
+    MalformedBody,
+    NotFound,
+    PayloadTooLarge,
+    TokenInvalid,
+    Unauthorized,
+    WorkspaceMismatch,
+)
 from clockify_core.lifecycle.repository import subscription_for_token
 from clockify_core.mirror.mapping import entity_id
 from clockify_core.runtime import Runtime
 from clockify_core.security.crypto import digests_match, token_digest
-from clockify_core.security.tokens import TokenKind
+from clockify_core.security.tokens import ClockifyClaims, TokenKind
 from clockify_core.webhooks import inbox
+from clockify_core.webhooks.ingest import SubscriptionMatch
 from clockify_core.webhooks.models import EventSource
 
 SIGNATURE_HEADER = "clockify-signature"
 EVENT_HEADER = "clockify-webhook-event-type"
+_NOT_REGISTERED = "this token is not registered for this webhook route"
+ENTITY_KEY_MAX = 200  # inbox_events.entity_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +63,18 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BadRequest("Content-Length is not a number") from None
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    # The ASGI messages directly: Request.stream() adds an async generator per request.
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"body exceeds the {limit} byte limit")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def parse_object(body: bytes) -> dict[str, Any]:
@@ -72,9 +95,36 @@ def single_header(request: Request, name: str) -> str | None:
     return values[0].strip() if values else None
 
 
-async def accept_clockify_webhook(
-    runtime: Runtime, session: AsyncSession, request: Request, route_event: str
-) -> Accepted:
+async def _subscription(runtime: Runtime, token: str, digest: str, path: str) -> SubscriptionMatch:
+    """The active subscription of this token on this route: from the cache, else the database."""
+
+    async def lookup() -> SubscriptionMatch | None:
+        async with runtime.sessions() as session:
+            found = await subscription_for_token(session, digest, path)
+        if found is None:
+            return None
+        subscription, installation = found
+        return SubscriptionMatch(
+            subscription_id=subscription.id, event_type=subscription.event_type,
+            workspace_id=installation.workspace_id, addon_id=installation.addon_id,
+            token_digest=subscription.token_digest or "",
+        )
+
+    cache = runtime.ingest.subscriptions
+    match = cache.get(digest, path) or await cache.load(digest, path, lookup)
+    if match is None or not digests_match(token, match.token_digest):
+        raise TokenInvalid(_NOT_REGISTERED)
+    return match
+
+
+def _check_match(match: SubscriptionMatch, claims: ClockifyClaims, route_event: str) -> None:
+    if match.event_type != route_event:
+        raise TokenInvalid("this token belongs to another webhook")
+    if match.workspace_id != claims.workspace_id or match.addon_id != claims.addon_id:
+        raise WorkspaceMismatch("token claims do not match the installation")
+
+
+async def accept_clockify_webhook(runtime: Runtime, request: Request, route_event: str) -> Accepted:
     settings = runtime.settings
     body = await read_body(request, settings.webhooks.max_body_bytes)
     token = single_header(request, SIGNATURE_HEADER)
@@ -88,16 +138,9 @@ async def accept_clockify_webhook(
 
     claims = await runtime.verifier.verify(token, TokenKind.WEBHOOK)
     digest = token_digest(token)
-    match = await subscription_for_token(session, digest, request.url.path)
-    if match is None:
-        raise TokenInvalid("this token is not registered for this webhook route")
-    subscription, installation = match
-    if not digests_match(token, subscription.token_digest or ""):
-        raise TokenInvalid("this token is not registered for this webhook route")
-    if subscription.event_type != route_event:
-        raise TokenInvalid("this token belongs to another webhook")
-    if installation.workspace_id != claims.workspace_id or installation.addon_id != claims.addon_id:
-        raise WorkspaceMismatch("token claims do not match the installation")
+    path = request.scope["path"]  # what request.url.path holds, without building the URL
+    match = await _subscription(runtime, token, digest, path)
+    _check_match(match, claims, route_event)
 
     data = parse_object(body)
     body_workspace = data.get("workspaceId")
@@ -105,15 +148,28 @@ async def accept_clockify_webhook(
         raise WorkspaceMismatch("body workspaceId differs from the token's workspace")
     spec = EVENTS[route_event]
     row_id = entity_id(spec.kind, data, spec.id_field)
-    stored = await inbox.store_event(
-        session,
-        workspace_id=claims.workspace_id,
-        event_type=route_event,
-        body=body,
-        source=EventSource.CLOCKIFY,
-        entity_key=f"{spec.kind}:{row_id}" if row_id else None,
-        window=settings.webhooks.dedup_window_seconds,
+    entity_key = f"{spec.kind}:{row_id}" if row_id else None
+    if entity_key is not None and len(entity_key) > ENTITY_KEY_MAX:
+        # Clockify ids are 24 characters; a longer one still orders its events, by digest.
+        entity_key = f"{spec.kind}:sha256:{hashlib.sha256(entity_key.encode()).hexdigest()}"
+    stored = await runtime.ingest.writer.store(
+        inbox.NewEvent(
+            workspace_id=claims.workspace_id,
+            event_type=route_event,
+            body=body,
+            received_at=utcnow(),
+            source=EventSource.CLOCKIFY,
+            entity_key=entity_key,
+            window=settings.webhooks.dedup_window_seconds,
+            subscription_id=match.subscription_id,
+            token_digest=digest,
+            addon_id=claims.addon_id,
+        )
     )
+    if stored is None:
+        # The subscription went away (uninstall, re-registration) after it was cached.
+        runtime.ingest.subscriptions.discard(digest, path)
+        raise TokenInvalid(_NOT_REGISTERED)
     return Accepted(event_type=route_event, workspace_id=claims.workspace_id, stored=stored)
 
 

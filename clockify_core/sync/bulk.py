@@ -1,0 +1,236 @@
+"""Bulk writes of pulled pages into the mirror: one transaction per batch.
+
+PostgreSQL: the batch is copied (``COPY``, binary, through asyncpg's
+``copy_records_to_table`` on the SQLAlchemy session's own connection) into a
+temporary staging table shaped like the target, then merged with one
+``INSERT … SELECT … ON CONFLICT DO UPDATE``. The staging table lives per connection
+and empties itself at commit (``ON COMMIT DELETE ROWS``).
+
+SQLite: :meth:`MirrorWriter.upsert_snapshots` in chunks small enough for SQLite's
+limit of bound parameters per statement.
+
+Bootstrap and backfill load mostly new rows, where the staging step only adds cost:
+their writer starts *optimistic* and copies a batch straight into the target table
+inside a savepoint. The first batch that meets an existing key rolls back to the
+savepoint, goes through the staging merge, and switches the job to the merge for good.
+For rows that are all new both paths store the same thing.
+
+Both apply "snapshot" semantics (docs/schema.md): the API's answer is the truth, so
+content is overwritten and ``deleted_at`` cleared. Rows are keyed by the mirror's
+primary key, so writing a page twice changes nothing: pulls never duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+import structlog
+from sqlalchemy import JSON, Table, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from clockify_core.db.base import utcnow
+from clockify_core.mirror.mapping import entity_id, row_values
+from clockify_core.mirror.writer import MirrorWriter, table_for
+from clockify_core.observability.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+Body = Mapping[str, Any]
+UNIQUE_VIOLATION = "23505"  # SQLSTATE, as asyncpg reports it
+# SQLite (3.32+) binds at most 32,766 parameters per statement.
+_SQLITE_PARAMS = 32_000
+
+
+class _PgTable:
+    """Column order, JSON columns and the two statements for one target table."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self.columns = [c.name for c in table.columns]
+        self.json = frozenset(c.name for c in table.columns if isinstance(c.type, JSON))
+        self.plan = [(c, c in self.json) for c in self.columns]
+        keys = [c.name for c in table.primary_key.columns]
+        self.stage = f"sync_stage_{table.name}"
+        cols = ", ".join(f'"{c}"' for c in self.columns)
+        updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in self.columns if c not in keys)
+        # Table and column names come from our own models, never from input.
+        self.create = text(
+            f'CREATE TEMP TABLE IF NOT EXISTS "{self.stage}" (LIKE "{table.name}" INCLUDING DEFAULTS) '
+            "ON COMMIT DELETE ROWS"
+        )
+        self.merge = text(
+            f'INSERT INTO "{table.name}" ({cols}) SELECT {cols} FROM "{self.stage}" '  # noqa: S608
+            f'ON CONFLICT ({", ".join(keys)}) DO UPDATE SET {updates}'
+        )
+
+    def record(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        get, dumps = row.get, orjson.dumps
+        return tuple([dumps(get(c)).decode() if is_json else get(c) for c, is_json in self.plan])
+
+
+_PG_TABLES: dict[str, _PgTable] = {}
+
+
+def _pg_table(kind: str) -> _PgTable:
+    table = table_for(kind)
+    found = _PG_TABLES.get(table.name)
+    if found is None:
+        found = _PG_TABLES[table.name] = _PgTable(table)
+    return found
+
+
+class BulkWriter:
+    """Writes batches of API bodies of one kind; each call is its own transaction."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        dialect: str,
+        metrics: Metrics | None = None,
+        direct: bool = False,
+    ) -> None:
+        self.sessions = sessions
+        self.dialect = dialect
+        self.metrics = metrics
+        # Optimistic loading (bootstrap, backfill): see the module doc.
+        self.direct = direct and dialect == "postgresql"
+
+    def prepare(
+        self, kind: str, workspace_id: str, bodies: Sequence[Body], *, written_by: str, now: datetime | None = None
+    ) -> dict[str, Any]:
+        """Bodies turned into what :meth:`write` sends, keyed by id (a later copy of an id wins).
+
+        On PostgreSQL these are COPY records, so a buffered batch holds compact tuples
+        rather than parsed JSON; on SQLite the bodies themselves. Bodies without an id are
+        dropped.
+        """
+        now = now or utcnow()
+        prepared: dict[str, Any] = {}
+        if self.dialect != "postgresql":
+            for body in bodies:
+                row_id = entity_id(kind, body)
+                if row_id is not None:
+                    prepared[row_id] = body
+            return prepared
+        record = _pg_table(kind).record
+        for body in bodies:
+            row_id = entity_id(kind, body)
+            if row_id is not None:
+                row = row_values(kind, workspace_id, row_id, body)
+                row.update(written_at=now, written_by=written_by, last_event=None, deleted_at=None)
+                prepared[row_id] = record(row)
+        return prepared
+
+    async def upsert(
+        self, kind: str, workspace_id: str, bodies: Sequence[Body], *, written_by: str, now: datetime | None = None
+    ) -> int:
+        """Write ``bodies`` in one transaction; returns the rows written."""
+        prepared = self.prepare(kind, workspace_id, bodies, written_by=written_by, now=now)
+        return await self.write(kind, workspace_id, prepared, written_by=written_by)
+
+    async def write(self, kind: str, workspace_id: str, prepared: Mapping[str, Any], *, written_by: str) -> int:
+        """Write a prepared batch (:meth:`prepare`) in one transaction; returns the rows written."""
+        if not prepared:
+            return 0
+        if self.dialect != "postgresql":
+            return await self._write_sqlite(kind, workspace_id, list(prepared.values()), written_by=written_by)
+        target = _pg_table(kind)
+        records = list(prepared.values())
+        async with self.sessions.begin() as session:
+            # The first statement also opens the transaction the COPY then joins.
+            await session.execute(target.create)
+            connection = await session.connection()
+            raw = (await connection.get_raw_connection()).driver_connection
+            assert raw is not None  # the asyncpg connection under SQLAlchemy's adapter
+            merge = True
+            if self.direct:
+                try:
+                    # asyncpg's own nested transaction: a SAVEPOINT it can roll back to after the
+                    # failed COPY (SQLAlchemy's would prepare its ROLLBACK in the aborted transaction).
+                    async with raw.transaction():
+                        await raw.copy_records_to_table(target.table.name, records=records, columns=target.columns)
+                    merge = False
+                except Exception as exc:
+                    if getattr(exc, "sqlstate", None) != UNIQUE_VIOLATION:
+                        raise
+                    # Rows exist already: this batch, and the rest of the job, go through the merge.
+                    self.direct = False
+                    log.info("sync.direct_copy_off", table=target.table.name, workspace_id=workspace_id)
+            if merge:
+                await raw.copy_records_to_table(target.stage, records=records, columns=target.columns)
+                await session.execute(target.merge)
+        if self.metrics is not None:
+            self.metrics.rows_upserted.labels(target.table.name, written_by).inc(len(records))
+        return len(records)
+
+    async def _write_sqlite(self, kind: str, workspace_id: str, bodies: Sequence[Body], *, written_by: str) -> int:
+        columns = len(table_for(kind).columns)
+        chunk = max(1, _SQLITE_PARAMS // columns)
+        written = 0
+        now = utcnow()
+        async with self.sessions.begin() as session:
+            writer = MirrorWriter(session, metrics=self.metrics)
+            for at in range(0, len(bodies), chunk):
+                written += await writer.upsert_snapshots(
+                    kind, workspace_id, bodies[at : at + chunk], written_by=written_by, now=now
+                )
+        return written
+
+    async def tombstone(self, kind: str, workspace_id: str, ids: Sequence[str], *, written_by: str) -> int:
+        """Mark rows deleted by id (the change feed, or a listing that no longer has them)."""
+        if not ids:
+            return 0
+        count = 0
+        async with self.sessions.begin() as session:
+            writer = MirrorWriter(session, metrics=self.metrics)
+            for at in range(0, len(ids), 1000):
+                count += await writer.mark_deleted(kind, workspace_id, ids[at : at + 1000], written_by=written_by)
+        return count
+
+    async def tombstone_unseen(
+        self,
+        kind: str,
+        workspace_id: str,
+        *,
+        before: datetime,
+        written_by: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        user_ids: Sequence[str] | None = None,
+    ) -> int:
+        """After a complete listing that began at ``before``: rows it did not rewrite are gone.
+
+        Time entries are limited to ``start <= start_at < end`` (and ``user_ids``); other
+        kinds cover the whole kind.
+        """
+        table = table_for(kind)
+        clauses = [table.c.workspace_id == workspace_id, table.c.deleted_at.is_(None), table.c.written_at < before]
+        if "kind" in table.c:
+            clauses.append(table.c.kind == kind)
+        if start is not None:
+            clauses.append(table.c.start_at >= start)
+        if end is not None:
+            clauses.append(table.c.start_at < end)
+        if user_ids is not None:
+            clauses.append(table.c.user_id.in_(list(user_ids)))
+        now = utcnow()
+        async with self.sessions.begin() as session:
+            result = await session.execute(
+                update(table).where(*clauses).values(deleted_at=now, written_at=now, written_by=written_by, last_event=None)
+            )
+        count = int(getattr(result, "rowcount", 0) or 0)
+        if self.metrics is not None and count:
+            self.metrics.rows_upserted.labels(table.name, written_by).inc(count)
+        return count
+
+    async def count_live(self, kind: str, workspace_id: str) -> int:
+        table = table_for(kind)
+        clauses = [table.c.workspace_id == workspace_id, table.c.deleted_at.is_(None)]
+        if "kind" in table.c:
+            clauses.append(table.c.kind == kind)
+        async with self.sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(table).where(*clauses)) or 0)

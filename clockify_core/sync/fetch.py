@@ -1,0 +1,147 @@
+"""Reading pages from Clockify for a pull: retries on top of the client, JSON, concurrency.
+
+Every call goes through the shared client, so the per-(add-on, workspace) limiter,
+``Retry-After`` on 429 and backoff on 502/503/504 already apply. A pull adds one layer
+per page: when the client gives up on a transient failure (a 500, a 429 storm that
+outlasted its retries, a timeout), the page is tried again after a pause, up to
+``sync.page_attempts`` times, and counted in the job's ``errors``. Other 4xx answers
+are final and raised as :class:`ClockifyApiError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+import orjson
+import structlog
+
+from clockify_core.client import (
+    ApiKind,
+    ClockifyApiError,
+    WorkspaceApi,
+    ensure_success,
+    is_last_page,
+)
+from clockify_core.config import HttpClientConfig, SyncConfig
+from clockify_core.sync.progress import Progress
+
+log = structlog.get_logger(__name__)
+
+# Statuses that mean "the endpoint is not there for this workspace": scope, plan or feature.
+UNAVAILABLE = frozenset({400, 403, 404, 405, 501})
+
+
+def transient(exc: ClockifyApiError) -> bool:
+    return exc.status_code is None or exc.status_code == 429 or exc.status_code >= 500
+
+
+def unavailable(exc: ClockifyApiError) -> bool:
+    return exc.status_code in UNAVAILABLE
+
+
+class Fetcher:
+    """One pull's view of the API: ``concurrency`` requests in flight, pages retried."""
+
+    def __init__(
+        self,
+        api: WorkspaceApi,
+        config: SyncConfig,
+        http: HttpClientConfig,
+        progress: Progress,
+        *,
+        max_wait: float | None = None,
+    ) -> None:
+        self.api = api
+        self.config = config
+        self.http = http
+        self.progress = progress
+        self.max_wait = max_wait
+        self.slots = asyncio.Semaphore(config.concurrency)
+        self.requests = 0
+
+    @property
+    def workspace_id(self) -> str:
+        return self.api.workspace_id
+
+    async def call(
+        self, method: str, path: str, *, api: ApiKind = "api", params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> tuple[Any, httpx.Response]:
+        """One request, retried while transient; returns the parsed body and the response."""
+        attempt = 1
+        while True:
+            try:
+                async with self.slots:
+                    self.requests += 1
+                    response = await self.api.request(
+                        method, path, api=api, params=params, json=json, idempotent=True, max_wait=self.max_wait,
+                    )
+                    ensure_success(response)
+                    body = orjson.loads(response.content) if response.content.strip() else None
+                return body, response
+            except ClockifyApiError as exc:
+                if not transient(exc) or attempt >= self.config.page_attempts:
+                    raise
+                self.progress.error(exc.detail)
+                delay = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
+                log.info("sync.page_retry", workspace_id=self.workspace_id, path=path, status=exc.status_code,
+                         attempt=attempt, delay=round(delay, 3))
+                await asyncio.sleep(delay)
+                attempt += 1
+            except orjson.JSONDecodeError as exc:
+                raise ClockifyApiError(
+                    f"Clockify answered {method} {path} with a body that is not JSON",
+                    status_code=None, method=method, url=path,
+                ) from exc
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self.http.backoff_max, self.http.backoff_base * 2.0 ** (attempt - 1))
+        return ceiling / 2 + random.random() * ceiling / 2  # noqa: S311 - jitter, not security
+
+    async def get(self, path: str, *, api: ApiKind = "api", params: Mapping[str, Any] | None = None) -> Any:
+        body, _ = await self.call("GET", path, api=api, params=params)
+        return body
+
+    async def page(
+        self, path: str, page: int, size: int, *, api: ApiKind = "api", params: Mapping[str, Any] | None = None,
+        size_param: str = "page-size", items_path: tuple[str, ...] = (),
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of a GET list: its items and whether it is the last."""
+        query = {**(params or {}), "page": page, size_param: size}
+        body, response = await self.call("GET", path, api=api, params=query)
+        items = dig(body, items_path)
+        self.progress.page(len(items))
+        return items, is_last_page(response, len(items), size)
+
+    async def pages(
+        self, path: str, size: int | None, *, api: ApiKind = "api", params: Mapping[str, Any] | None = None,
+        size_param: str = "page-size", items_path: tuple[str, ...] = (),
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every page of a GET list, in order; ``size=None`` reads an unpaginated list."""
+        if size is None:
+            body = await self.get(path, api=api, params=params)
+            self.progress.page()
+            yield dig(body, items_path)
+            return
+        number = 1
+        while True:
+            items, last = await self.page(path, number, size, api=api, params=params, size_param=size_param,
+                                          items_path=items_path)
+            if items:
+                yield items
+            if last:
+                return
+            number += 1
+
+
+def dig(body: Any, path: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The list at ``path`` in ``body``, keeping only objects (anything else cannot be mirrored)."""
+    for key in path:
+        body = body.get(key) if isinstance(body, dict) else None
+    if not isinstance(body, list):
+        return []
+    return [item for item in body if isinstance(item, dict)]

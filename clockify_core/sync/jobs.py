@@ -1,0 +1,297 @@
+"""Job handlers: ``bootstrap``, ``sync``, ``backfill`` and ``reconcile`` (see docs/sync.md).
+
+Registered in :func:`clockify_core.app.setup_runtime`. Each is resumable: what is done
+is saved in the job's cursor (``JobContext.checkpoint``), so a crashed or deferred job
+continues where it stopped, and since every write is an idempotent upsert, redoing the
+unfinished window neither loses nor duplicates a row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from clockify_core.db.base import utcnow
+from clockify_core.jobs import queue
+from clockify_core.jobs.models import JobKind
+from clockify_core.jobs.worker import JobContext
+from clockify_core.mirror.mapping import parse_time
+from clockify_core.runtime import Runtime
+from clockify_core.sync import state
+from clockify_core.sync.endpoints import reference_endpoints
+from clockify_core.sync.models import WORKSPACE_KIND
+from clockify_core.sync.reference import due, pull_reference, pull_workspace
+from clockify_core.sync.run import Pull, guarded, int_setting
+from clockify_core.sync.scheduler import next_run
+from clockify_core.sync.timeentries import (
+    KIND,
+    FeedUnavailable,
+    Window,
+    entry_start,
+    floor_to,
+    merge_days,
+    windows,
+)
+
+log = structlog.get_logger(__name__)
+
+REFERENCE_STEP = "reference"
+
+
+def _time(value: Any) -> datetime | None:
+    return parse_time(value) if isinstance(value, str) else None
+
+
+def months_before(moment: datetime, months: int) -> datetime:
+    month = moment.month - 1 - months
+    year = moment.year + month // 12
+    return moment.replace(year=year, month=month % 12 + 1, day=1)
+
+
+async def _pull_windows(
+    pull: Pull, since: datetime, until: datetime, unit: Window, *, cursor_key: str, done_before: int = 0,
+    total_before: int = 0, started: datetime | None = None,
+) -> int:
+    """Pull ``[since, until)`` window by window and save ``cursor[cursor_key]`` as they commit.
+
+    ``sync.window_concurrency`` windows are in flight at once, so one window's first
+    page and last writes overlap the next one's; the cursor only moves past windows
+    that are written and every window before them too, so a crash never leaves a gap.
+    """
+    ctx = pull.ctx
+    done_until = _time(ctx.cursor.get(cursor_key)) or since
+    every = windows(since, until, unit)
+    remaining = windows(max(done_until, since), until, unit)
+    puller = pull.time_entries()
+    started = started or utcnow()
+    finished: set[int] = set()
+    committed = 0
+    rows = 0
+    lock = asyncio.Lock()
+    queue = iter(enumerate(remaining))
+
+    async def worker() -> None:
+        nonlocal committed, rows
+        for index, (window_start, window_end) in queue:
+            pull.progress.step(KIND, window=f"{window_start.date()}..{window_end.date()}")
+            result = await puller.pull(window_start, window_end, run_started=started)
+            async with lock:
+                rows += result.rows
+                finished.add(index)
+                moved = committed
+                while committed in finished:
+                    committed += 1
+                ctx.report(source=result.source)
+                if committed > moved:
+                    done = len(every) - len(remaining) + committed
+                    pull.progress.fraction(done_before + done, total_before + len(every))
+                    await ctx.checkpoint({**ctx.cursor, cursor_key: remaining[committed - 1][1].isoformat()})
+
+    tasks = [asyncio.create_task(worker()) for _ in range(max(1, pull.config.window_concurrency))]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    return rows
+
+
+async def together(*steps: Coroutine[Any, Any, None]) -> None:
+    """Run ``steps`` concurrently; the first failure cancels the others and is raised."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def bootstrap(runtime: Runtime, ctx: JobContext) -> None:
+    await guarded(runtime, ctx, _bootstrap, written_by="bootstrap")
+
+
+async def _bootstrap(pull: Pull) -> None:
+    ctx, config = pull.ctx, pull.config
+    cursor = dict(ctx.cursor)
+    if "started" not in cursor:  # the first attempt fixes the windows every retry reuses
+        cursor["started"] = pull.started.isoformat()
+        await ctx.checkpoint(cursor)
+    first_start = _time(cursor["started"]) or pull.started
+    endpoints = reference_endpoints(pull.runtime.profile, config)
+    done = set(cursor.get("done", []))
+    until = first_start + timedelta(days=1)  # entries dated ahead of today are mirrored too
+    since = floor_to(first_start - timedelta(days=config.bootstrap_days), "day")
+    n_windows = len(windows(since, until, config.backfill_window)) if pull.syncs_time_entries else 0
+    steps = 1 + len(endpoints)
+
+    if "workspace" not in done:
+        await pull_workspace(pull)
+        done.add("workspace")
+        await ctx.checkpoint({**ctx.cursor, "done": sorted(done)})
+
+    async def finished(endpoint: Any) -> None:
+        done.add(endpoint.kind)
+        pull.progress.fraction(len(done), steps + n_windows)
+        await ctx.checkpoint({**ctx.cursor, "done": sorted(done)})
+
+    async def time_entries() -> None:
+        phase, started = time.monotonic(), utcnow()
+        # Running timers first: a window listing that leaves them out (Clockify's report may)
+        # must not tombstone rows written after the run began.
+        await pull.time_entries().running()
+        await _pull_windows(pull, since, until, config.backfill_window, cursor_key="te_done_until",
+                            done_before=steps, total_before=steps, started=started)
+        ctx.report(time_entry_seconds=round(time.monotonic() - phase, 3))
+        total = await pull.writer.count_live(KIND, pull.workspace_id)
+        async with pull.runtime.sessions.begin() as session:
+            # Changes made while bootstrap ran are read by the next sync: it starts here.
+            await state.kind_succeeded(session, pull.workspace_id, KIND, started=first_start, rows=pull.progress.rows,
+                                       total=total, watermark=first_start)
+
+    pull.progress.step(REFERENCE_STEP)
+    todo = [e for e in endpoints if e.kind not in done]
+    await pull_reference(pull, [e for e in todo if not e.per_project], on_done=finished)
+    # Tasks cost a request per project: time entries share the rate budget with them meanwhile.
+    await together(
+        pull_reference(pull, [e for e in todo if e.per_project], on_done=finished),
+        *([time_entries()] if pull.syncs_time_entries else []),
+    )
+    months = int_setting(pull.installation, "backfill_months", 0)
+    if pull.syncs_time_entries and months > 0 and not ctx.cursor.get("backfill_queued"):
+        async with pull.runtime.sessions.begin() as session:
+            await queue.enqueue(session, pull.workspace_id, JobKind.BACKFILL, {
+                "since": months_before(since, months).isoformat(), "until": since.isoformat(),
+                "window": config.backfill_window,
+            })
+        await ctx.checkpoint({**ctx.cursor, "backfill_queued": True})
+        pull.runtime.jobs_wakeup.set()
+    async with pull.runtime.sessions.begin() as session:
+        await state.set_fields(session, pull.workspace_id, WORKSPACE_KIND,
+                               next_run_at=next_run(pull.runtime.settings.sync, pull.installation, utcnow()))
+    pull.progress.fraction(1, 1)
+
+
+async def sync(runtime: Runtime, ctx: JobContext) -> None:
+    if ctx.params.get("reason") == "schedule":
+        async with runtime.sessions() as session:
+            parked = await state.parked_until(session, ctx.workspace_id)
+        if parked is not None:
+            ctx.report(skipped=f"parked until {parked.parked_until}: {parked.parked_reason}")
+            return
+    await guarded(runtime, ctx, _sync, written_by="sync")
+
+
+async def _sync(pull: Pull) -> None:
+    config = pull.config
+    minutes = config.free_plan_reference_minutes if pull.free_plan else config.reference_refresh_minutes
+    async with pull.runtime.sessions() as session:
+        rows = await state.states(session, pull.workspace_id)
+    endpoints = due(reference_endpoints(pull.runtime.profile, config), rows, every=timedelta(minutes=minutes),
+                    force=bool(pull.ctx.params.get("reference")))
+    if endpoints:
+        pull.progress.step(REFERENCE_STEP)
+        await pull_reference(pull, endpoints)
+    if pull.syncs_time_entries:
+        await incremental(pull)
+    pull.progress.fraction(1, 1)
+
+
+async def incremental(pull: Pull) -> None:
+    """Time entries changed since the watermark (minus the overlap), deletions, running timers."""
+    config, ws = pull.config, pull.workspace_id
+    run_started = utcnow()
+    async with pull.runtime.sessions() as session:
+        row = await state.load(session, ws, KIND)
+        watermark = row.watermark
+    low = (watermark or run_started) - timedelta(hours=config.overlap_hours)
+    high = run_started + timedelta(days=1)
+    puller = pull.time_entries()
+    feed = config.change_feed
+    deleted = 0
+    pull.progress.step(KIND, window=f"{low.isoformat()}..")
+    if feed:
+        try:
+            async for docs in puller.feed("deleted", low, run_started):
+                ids = [str(d["id"]) for d in docs if isinstance(d.get("id"), str)]
+                deleted += await pull.writer.tombstone(KIND, ws, ids, written_by=pull.written_by)
+        except FeedUnavailable as exc:
+            feed = False
+            pull.progress.error(f"change feed unavailable: {exc}")
+    # Running timers before the window: written after the run began, a listing that leaves
+    # them out (Clockify's report may) cannot tombstone them.
+    running = await puller.running()
+    rows = tombstoned = 0
+    for window_start, window_end in windows(low, high, "month"):
+        result = await puller.pull(window_start, window_end, run_started=run_started)
+        rows, tombstoned = rows + result.rows, tombstoned + result.tombstoned
+    dirty = await puller.stale_running(running, before=low)
+    if feed:
+        try:
+            async for docs in puller.feed("updated", low, run_started):
+                dirty.extend(s for s in map(entry_start, docs) if s is not None and s < low)
+        except FeedUnavailable as exc:
+            pull.progress.error(f"change feed unavailable: {exc}")
+    for range_start, range_end in merge_days(dirty):
+        result = await puller.pull(range_start, range_end, run_started=run_started)
+        rows, tombstoned = rows + result.rows, tombstoned + result.tombstoned
+    total = await pull.writer.count_live(KIND, ws)
+    async with pull.runtime.sessions.begin() as session:
+        await state.kind_succeeded(session, ws, KIND, started=run_started, rows=rows, total=total,
+                                   watermark=run_started)
+    pull.progress.ctx.report(deleted=deleted + tombstoned, late_edit_days=len(merge_days(dirty)))
+    log.info("sync.incremental_done", workspace_id=ws, rows=rows, deleted=deleted + tombstoned,
+             dirty_ranges=len(merge_days(dirty)))
+
+
+async def backfill(runtime: Runtime, ctx: JobContext) -> None:
+    if not runtime.profile.sync_time_entries:
+        ctx.report(skipped="this service does not mirror time entries")
+        return
+    await guarded(runtime, ctx, _backfill, written_by="backfill")
+
+
+async def _backfill(pull: Pull) -> None:
+    ctx = pull.ctx
+    since = _time(ctx.params.get("since"))
+    if since is None:
+        raise ValueError("backfill needs params.since")
+    if "until" not in ctx.cursor:
+        until_param = _time(ctx.params.get("until"))
+        await ctx.checkpoint({**ctx.cursor, "until": (until_param or pull.started + timedelta(days=1)).isoformat()})
+    until = _time(ctx.cursor["until"]) or pull.started
+    unit = ctx.params.get("window") or pull.config.backfill_window
+    if unit not in ("day", "week", "month", "year"):
+        raise ValueError(f"unknown window {unit!r}")
+    await _pull_windows(pull, since, until, unit, cursor_key="done_until")
+    total = await pull.writer.count_live(KIND, pull.workspace_id)
+    async with pull.runtime.sessions.begin() as session:
+        await state.set_fields(session, pull.workspace_id, KIND, rows_total=total)
+
+
+async def reconcile(runtime: Runtime, ctx: JobContext) -> None:
+    if not runtime.profile.sync_time_entries:
+        ctx.report(skipped="this service does not mirror time entries")
+        return
+    await guarded(runtime, ctx, _reconcile, written_by="reconcile")
+
+
+async def _reconcile(pull: Pull) -> None:
+    """Re-list one user's entries around ``start`` (a split leaves two entries, one body)."""
+    user_id, start = pull.ctx.params.get("user_id"), _time(pull.ctx.params.get("start"))
+    if not isinstance(user_id, str) or start is None:
+        raise ValueError("reconcile needs params.user_id and params.start")
+    low = floor_to(start, "day")
+    high = min(start + timedelta(days=pull.config.reconcile_days), utcnow() + timedelta(days=1))
+    high = max(high, low + timedelta(days=1))
+    pull.progress.step(KIND, window=f"{low.date()}..{high.date()}", user_id=user_id)
+    result = await pull.time_entries().pull(low, high, user_ids=[user_id], run_started=utcnow())
+    pull.progress.ctx.report(deleted=result.tombstoned)

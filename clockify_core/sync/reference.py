@@ -1,0 +1,174 @@
+"""Reference data: the workspace record and every list endpoint in scope, pulled whole.
+
+Endpoints are pulled concurrently (tasks after projects, since they are read per
+project). A complete listing is the truth for its kind: rows it did not rewrite are
+tombstoned (``sync.reference_deletions``). An endpoint Clockify does not offer to the
+workspace (403: scope, plan or disabled feature; 404/405/501) is recorded on its
+``sync_state`` row, left alone for a day, and does not fail the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+
+from clockify_core.catalog import PLANS
+from clockify_core.client import ClockifyApiError
+from clockify_core.db.base import utcnow
+from clockify_core.lifecycle.models import Installation
+from clockify_core.mirror.models import Project
+from clockify_core.sync import state
+from clockify_core.sync.endpoints import Endpoint, workspace_endpoint
+from clockify_core.sync.fetch import unavailable
+from clockify_core.sync.run import Pull
+from clockify_core.sync.sink import Sink
+
+log = structlog.get_logger(__name__)
+
+UNAVAILABLE_RETRY = timedelta(days=1)
+
+
+def plan_of(record: dict[str, Any]) -> str | None:
+    """The plan in a workspace record: ``featureSubscriptionType`` like ``PRO_YEAR_2021`` or ``FREE``."""
+    value = record.get("featureSubscriptionType")
+    if not isinstance(value, str) or not value:
+        return None
+    head = value.upper().split("_", 1)[0]
+    return head if head in PLANS else None
+
+
+async def pull_workspace(pull: Pull) -> None:
+    """Store the workspace record (``entities`` kind ``workspace``) and learn its plan."""
+    operation = workspace_endpoint(pull.runtime.profile)
+    if operation is None:
+        return
+    pull.progress.step("workspace")
+    try:
+        record = await pull.fetcher.get(operation.format_path({"workspaceId": pull.workspace_id}))
+    except ClockifyApiError as exc:
+        if not unavailable(exc):
+            raise
+        log.info("sync.workspace_unavailable", workspace_id=pull.workspace_id, status=exc.status_code)
+        return
+    if not isinstance(record, dict):
+        return
+    await pull.writer.upsert("workspace", pull.workspace_id, [record], written_by=pull.written_by)
+    plan = plan_of(record)
+    if plan is not None and plan != pull.installation.subscription_plan:
+        async with pull.runtime.sessions.begin() as session:
+            installation = await session.get(Installation, pull.workspace_id)
+            if installation is not None:
+                installation.subscription_plan = plan
+        pull.installation.subscription_plan = plan
+        log.info("sync.plan", workspace_id=pull.workspace_id, plan=plan)
+
+
+async def pull_reference(pull: Pull, endpoints: Iterable[Endpoint], *, on_done: Any = None) -> None:
+    """Pull ``endpoints`` concurrently; raises the first real failure after all have run."""
+    chosen = list(endpoints)
+    first = [e for e in chosen if not e.per_project]
+    later = [e for e in chosen if e.per_project]
+    failures: list[BaseException] = []
+    for group in (first, later):
+        results = await asyncio.gather(*(_one(pull, e, on_done) for e in group), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                failures.append(result)
+    if failures:
+        raise failures[0]
+
+
+async def _one(pull: Pull, endpoint: Endpoint, on_done: Any) -> None:
+    started = utcnow()
+    ws = pull.workspace_id
+    sink = Sink(pull.writer, endpoint.kind, ws, written_by=pull.written_by, batch_rows=pull.config.batch_rows,
+                writers=1, progress=pull.progress)
+    try:
+        if endpoint.per_project:
+            await _per_project(pull, endpoint, sink)
+        else:
+            async for page in pull.fetcher.pages(
+                endpoint.url(ws), endpoint.page_size, api=endpoint.api, params=endpoint.params,
+                size_param=endpoint.size_param, items_path=endpoint.items_path,
+            ):
+                await sink.add(page)
+        written = await sink.close()
+    except ClockifyApiError as exc:
+        await sink.abort()
+        async with pull.runtime.sessions.begin() as session:
+            await state.kind_failed(session, ws, endpoint.kind, started=started, error=exc.detail)
+            if unavailable(exc):
+                # Not offered to this workspace: look again tomorrow, carry on now.
+                await state.set_fields(session, ws, endpoint.kind, parked_until=utcnow() + UNAVAILABLE_RETRY,
+                                       parked_reason=f"unavailable ({exc.status_code})")
+        if unavailable(exc):
+            log.info("sync.endpoint_unavailable", workspace_id=ws, operation=endpoint.operation_id,
+                     status=exc.status_code)
+            if on_done is not None:
+                await on_done(endpoint)
+            return
+        raise
+    except BaseException:
+        await sink.abort()
+        raise
+    gone = 0
+    if pull.config.reference_deletions:
+        gone = await pull.writer.tombstone_unseen(endpoint.kind, ws, before=started, written_by=pull.written_by)
+    total = await pull.writer.count_live(endpoint.kind, ws)
+    async with pull.runtime.sessions.begin() as session:
+        await state.kind_succeeded(session, ws, endpoint.kind, started=started, rows=written, total=total,
+                                   watermark=started)
+    log.info("sync.endpoint_done", workspace_id=ws, kind=endpoint.kind, rows=written, deleted=gone)
+    if on_done is not None:
+        await on_done(endpoint)
+
+
+async def _per_project(pull: Pull, endpoint: Endpoint, sink: Sink) -> None:
+    ws = pull.workspace_id
+    async with pull.runtime.sessions() as session:
+        projects = list((await session.execute(
+            select(Project.id).where(Project.workspace_id == ws, Project.deleted_at.is_(None))
+        )).scalars())
+    queue = iter(projects)
+
+    async def worker() -> None:
+        for project_id in queue:
+            try:
+                async for page in pull.fetcher.pages(
+                    endpoint.url(ws, project_id), endpoint.page_size, api=endpoint.api, params=endpoint.params,
+                    size_param=endpoint.size_param, items_path=endpoint.items_path,
+                ):
+                    # Task bodies do not always name their project; the path does.
+                    await sink.add([{**item, "projectId": item.get("projectId") or project_id} for item in page])
+            except ClockifyApiError as exc:
+                if exc.status_code != 404:  # the project was deleted meanwhile
+                    raise
+
+    tasks = [asyncio.create_task(worker()) for _ in range(pull.config.concurrency)]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def due(endpoints: Iterable[Endpoint], states: dict[str, Any], *, every: timedelta, force: bool) -> list[Endpoint]:
+    """Endpoints whose last complete listing is older than ``every`` (and not set aside)."""
+    now = utcnow()
+    out = []
+    for endpoint in endpoints:
+        row = states.get(endpoint.kind)
+        if row is not None and row.parked_until is not None and row.parked_until > now and not force:
+            continue
+        if force or row is None or row.last_success_at is None or row.last_success_at <= now - every:
+            out.append(endpoint)
+    return out

@@ -1,0 +1,175 @@
+"""What every pull job shares: the installation's API client, the writer, failure accounting.
+
+:func:`guarded` wraps a job body. It loads the installation (an inactive or removed
+one ends the job quietly), builds the client with the workspace's rate budget (the
+Free plan's 30 requests an hour where Clockify says so), and afterwards records the
+outcome on the workspace's ``sync_state`` row:
+
+* success clears failures and parking;
+* a failure counts; at ``sync.park_after_failures`` in a row the workspace is parked
+  (``parked_until``, ``parked_reason``) and the job ends FAILED instead of retrying,
+  so one broken workspace never keeps workers busy for the others;
+* a rate-limit wait longer than ``sync.max_rate_wait_seconds`` is not a failure: the
+  job goes back to the queue until the budget has refilled and resumes from its cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from sqlalchemy import update
+
+from clockify_core.client import WorkspaceApi
+from clockify_core.config import SyncConfig
+from clockify_core.db.base import utcnow
+from clockify_core.errors import ClockifyError, RateLimited
+from clockify_core.jobs import queue
+from clockify_core.jobs.models import Job, JobStatus
+from clockify_core.jobs.worker import JobContext, JobLost
+from clockify_core.lifecycle.models import Installation, InstallationStatus
+from clockify_core.lifecycle.repository import get_installation, installation_api
+from clockify_core.ratelimit import free_plan_limit
+from clockify_core.runtime import Runtime
+from clockify_core.sync import state
+from clockify_core.sync.bulk import BulkWriter
+from clockify_core.sync.fetch import Fetcher
+from clockify_core.sync.progress import Progress
+from clockify_core.sync.timeentries import TimeEntryPuller
+
+log = structlog.get_logger(__name__)
+
+FREE_PLAN = "FREE"
+# Jobs that load mostly new rows, so their writer starts with direct COPY (sync.bulk).
+LOADERS = frozenset({"bootstrap", "backfill"})
+
+
+@dataclass
+class Pull:
+    runtime: Runtime
+    ctx: JobContext
+    installation: Installation
+    api: WorkspaceApi
+    fetcher: Fetcher
+    writer: BulkWriter
+    progress: Progress
+    written_by: str
+    started: datetime
+
+    @property
+    def config(self) -> SyncConfig:
+        return self.runtime.settings.sync
+
+    @property
+    def workspace_id(self) -> str:
+        return self.installation.workspace_id
+
+    @property
+    def free_plan(self) -> bool:
+        return self.installation.subscription_plan == FREE_PLAN
+
+    @property
+    def syncs_time_entries(self) -> bool:
+        profile = self.runtime.profile
+        return profile.sync_time_entries and profile.allows_scope("TIME_ENTRY_READ")
+
+    def time_entries(self) -> TimeEntryPuller:
+        report = self.runtime.profile.allows_scope("REPORTS_READ") and bool(self.installation.reports_url)
+        return TimeEntryPuller(
+            self.fetcher, self.writer, self.config, self.progress, written_by=self.written_by, report=report,
+            sessions=self.runtime.sessions,
+        )
+
+
+def setting(installation: Installation, name: str, default: object) -> object:
+    """A value from the installation's flat settings list (``[{id, name, value}]``)."""
+    for item in installation.settings or ():
+        if isinstance(item, dict) and item.get("id") == name:
+            return item.get("value", default)
+    return default
+
+
+def int_setting(installation: Installation, name: str, default: int) -> int:
+    value = setting(installation, name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return default
+    try:
+        return int(float(value))
+    except ValueError:
+        return default
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, ClockifyError):
+        return exc.detail
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def guarded(
+    runtime: Runtime, ctx: JobContext, body: Callable[[Pull], Awaitable[None]], *, written_by: str
+) -> None:
+    started = utcnow()
+    async with runtime.sessions() as session:
+        installation = await get_installation(session, ctx.workspace_id)
+    if installation is None or installation.status != InstallationStatus.ACTIVE or not installation.auth_token_encrypted:
+        ctx.report(skipped="the add-on is not active on this workspace")
+        return
+    if installation.subscription_plan == FREE_PLAN:
+        api = installation_api(runtime, installation, rate_limit=free_plan_limit(runtime.settings.rate_limit))
+    else:
+        api = installation_api(runtime, installation)
+    progress = Progress(ctx, runtime.metrics)
+    dialect = runtime.engine.dialect.name
+    pull = Pull(
+        runtime=runtime, ctx=ctx, installation=installation, api=api,
+        fetcher=Fetcher(api, runtime.settings.sync, runtime.settings.http, progress,
+                        max_wait=runtime.settings.sync.max_rate_wait_seconds),
+        writer=BulkWriter(runtime.sessions, dialect=dialect, metrics=runtime.metrics,
+                          direct=runtime.settings.sync.direct_copy and written_by in LOADERS),
+        progress=progress, written_by=written_by, started=started,
+    )
+    try:
+        await body(pull)
+    except (JobLost, asyncio.CancelledError):
+        raise
+    except RateLimited as exc:
+        await defer(runtime, ctx, float(exc.extensions.get("retry_after", 60)), describe(exc))
+    except Exception as exc:
+        error = describe(exc)
+        progress.error(error)
+        async with runtime.sessions.begin() as session:
+            parked = await state.workspace_failed(session, ctx.workspace_id, error, runtime.settings.sync)
+        if parked is None:
+            raise
+        await fail(runtime, ctx, f"parked until {parked.isoformat()}: {error}")
+    else:
+        async with runtime.sessions.begin() as session:
+            await state.workspace_succeeded(session, ctx.workspace_id, started=started)
+    finally:
+        progress.close()
+
+
+async def defer(runtime: Runtime, ctx: JobContext, seconds: float, reason: str) -> None:
+    """Back to the queue for ``seconds`` without spending an attempt; the cursor is kept."""
+    ctx.report(deferred=reason[:300])
+    await ctx.checkpoint()
+    async with runtime.sessions.begin() as session:
+        await queue.retry_later(session, ctx.job.id, worker_id=runtime.instance_id, error=reason, delay=seconds)
+        # A deferral is not a failure: give back the attempt the claim counted.
+        await session.execute(update(Job).where(Job.id == ctx.job.id).values(attempts=Job.attempts - 1))
+    log.info("sync.deferred", job_id=ctx.job.id, workspace_id=ctx.workspace_id, seconds=round(seconds, 1))
+    raise JobLost("deferred until the rate budget refills")
+
+
+async def fail(runtime: Runtime, ctx: JobContext, error: str) -> None:
+    """End the job FAILED now (no retry), e.g. when its workspace was just parked."""
+    async with runtime.sessions.begin() as session:
+        await queue.complete(session, ctx.job.id, worker_id=runtime.instance_id, status=JobStatus.FAILED,
+                             error=error[:2000], progress=ctx.progress)
+    runtime.metrics.jobs.labels(ctx.job.kind, "failed").inc()
+    log.error("sync.parked", job_id=ctx.job.id, workspace_id=ctx.workspace_id, error=error)
+    raise JobLost("failed and parked")
+

@@ -1,0 +1,162 @@
+"""The sync scheduler: one leader across every instance queues incremental syncs.
+
+Every process runs :func:`scheduler_loop`; each tick tries to take or renew the lease
+row in ``scheduler_leases`` and only the holder schedules. Taking the lease, reading
+who is due and queueing their ``sync`` jobs happen in **one transaction**: the lease
+``UPDATE`` locks its row until commit, so a second instance blocks on it and then sees
+a live lease held by someone else. A leader that dies stops renewing and another takes
+over after ``sync.lease_seconds``; one that shuts down releases it at once.
+
+Why a lease row rather than ``pg_advisory_lock``: it works on SQLite too (several
+processes on one file), it needs no connection pinned for the leader's lifetime (and
+so survives poolers in transaction mode and database restarts), and the holder and its
+last tick are visible to operators in the table. The jobs it queues are executed by
+whichever instance's job loop claims them first.
+
+A workspace is due when its ``sync_state`` row of kind ``*`` says ``next_run_at`` has
+passed, it is neither parked nor already syncing or bootstrapping, and its settings
+allow it (``sync_enabled``, ``sync_interval_minutes``; Free-plan workspaces at most every
+``sync.free_plan_interval_minutes``, plus ``sync.daily_times``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, time, timedelta
+
+import structlog
+from sqlalchemy import or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clockify_core.config import SyncConfig
+from clockify_core.db.base import utcnow
+from clockify_core.jobs import queue
+from clockify_core.jobs.models import Job, JobKind
+from clockify_core.lifecycle.models import Installation, InstallationStatus
+from clockify_core.runtime import Runtime
+from clockify_core.sync import state
+from clockify_core.sync.models import WORKSPACE_KIND, SchedulerLease, SyncState
+from clockify_core.sync.run import FREE_PLAN, int_setting, setting
+
+log = structlog.get_logger(__name__)
+
+LEASE = "sync-scheduler"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_BLOCKING = (JobKind.SYNC.value, JobKind.BOOTSTRAP.value)
+
+
+def enabled(installation: Installation) -> bool:
+    value = setting(installation, "sync_enabled", True)
+    return value not in (False, "false", "False", 0, "0")
+
+
+def interval_minutes(config: SyncConfig, installation: Installation) -> int:
+    minutes = max(0, int_setting(installation, "sync_interval_minutes", config.interval_minutes))
+    if minutes and installation.subscription_plan == FREE_PLAN:
+        # 30 requests an hour: an incremental run costs about five.
+        minutes = max(minutes, config.free_plan_interval_minutes)
+    return minutes
+
+
+def next_run(config: SyncConfig, installation: Installation, now: datetime) -> datetime | None:
+    """When the workspace should sync next after ``now``; None when it never should."""
+    if not enabled(installation):
+        return None
+    candidates = []
+    minutes = interval_minutes(config, installation)
+    if minutes:
+        candidates.append(now + timedelta(minutes=minutes))
+    for daily in config.daily_times:
+        hours, minute = (int(part) for part in daily.split(":"))
+        at = datetime.combine(now.astimezone(UTC).date(), time(hours, minute), tzinfo=UTC)
+        candidates.append(at if at > now else at + timedelta(days=1))
+    return min(candidates) if candidates else None
+
+
+async def take_lease(session: AsyncSession, holder: str, *, now: datetime, seconds: float) -> bool:
+    """Take or renew the lease in the caller's transaction; the row stays locked until commit."""
+    dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    await session.execute(
+        insert(SchedulerLease).values(name=LEASE, holder="", expires_at=_EPOCH).on_conflict_do_nothing(index_elements=["name"])
+    )
+    result = await session.execute(
+        update(SchedulerLease)
+        .where(SchedulerLease.name == LEASE, or_(SchedulerLease.holder == holder, SchedulerLease.expires_at < now))
+        .values(holder=holder, expires_at=now + timedelta(seconds=seconds), last_tick_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+async def release_lease(session: AsyncSession, holder: str) -> None:
+    await session.execute(
+        update(SchedulerLease).where(SchedulerLease.name == LEASE, SchedulerLease.holder == holder).values(expires_at=_EPOCH)
+    )
+
+
+async def tick(runtime: Runtime, *, now: datetime | None = None) -> list[str] | None:
+    """One scheduling round; the workspaces queued, or None when another instance leads."""
+    now = now or utcnow()
+    config = runtime.settings.sync
+    scheduled: list[str] = []
+    async with runtime.sessions.begin() as session:
+        if not await take_lease(session, runtime.instance_id, now=now, seconds=config.lease_seconds):
+            return None
+        installations = (
+            await session.execute(select(Installation).where(Installation.status == InstallationStatus.ACTIVE))
+        ).scalars().all()
+        busy = set(
+            (await session.execute(
+                select(Job.workspace_id).where(Job.kind.in_(_BLOCKING), Job.status.in_(queue.ACTIVE_STATUSES))
+            )).scalars()
+        )
+        rows = {
+            s.workspace_id: s
+            for s in (await session.execute(select(SyncState).where(SyncState.kind == WORKSPACE_KIND))).scalars()
+        }
+        for installation in installations:
+            ws = installation.workspace_id
+            row = rows.get(ws)
+            if ws in busy or not enabled(installation):
+                continue
+            if row is not None and row.parked_until is not None and row.parked_until > now:
+                continue
+            if row is not None and row.next_run_at is not None and row.next_run_at > now:
+                continue
+            following = next_run(config, installation, now)
+            if following is None:
+                continue
+            await queue.enqueue(session, ws, JobKind.SYNC, {"reason": "schedule"})
+            await state.set_fields(session, ws, WORKSPACE_KIND, next_run_at=following)
+            scheduled.append(ws)
+    if scheduled:
+        runtime.metrics.sync_scheduled.inc(len(scheduled))
+        runtime.jobs_wakeup.set()
+        log.info("sync.scheduled", workspaces=len(scheduled))
+    return scheduled
+
+
+async def scheduler_loop(runtime: Runtime, stop: asyncio.Event) -> None:
+    """Tick every ``sync.tick_seconds`` until ``stop``; release the lease on the way out."""
+    never = asyncio.Event()
+    try:
+        while not stop.is_set():
+            try:
+                scheduled = await tick(runtime)
+                runtime.metrics.scheduler_leader.set(0 if scheduled is None else 1)
+            except Exception:  # database blips: log and try again next tick
+                log.warning("sync.scheduler_error", exc_info=True)
+            await runtime.idle(never, runtime.settings.sync.tick_seconds)
+    finally:
+        runtime.metrics.scheduler_leader.set(0)
+        try:
+            async with runtime.sessions.begin() as session:
+                await release_lease(session, runtime.instance_id)
+        except Exception:
+            log.warning("sync.lease_release_failed", exc_info=True)
+
+
+async def lease_holder(session: AsyncSession) -> SchedulerLease | None:
+    return await session.get(SchedulerLease, LEASE, populate_existing=True)
+

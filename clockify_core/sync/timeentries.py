@@ -1,0 +1,335 @@
+"""Pulling time entries: complete listings of a time range, the change feed, running timers.
+
+A *range pull* lists every entry whose start lies in ``[start, end)`` and writes it
+(snapshot semantics). Two sources give the same rows (:mod:`.normalize`):
+
+* the detailed report, 1,000 rows a page for all users at once, with the total count
+  on its first page, so the remaining pages are fetched concurrently;
+* ``GET /v1/workspaces/{wid}/user/{uid}/time-entries``: per user, up to
+  ``sync.page_size`` rows a page, users fetched concurrently.
+
+With ``time_entry_source = "auto"`` each range starts with the report's first page
+and continues with whichever source needs fewer requests for the rest (the report's
+count against one request per user plus their pages). Without the ``REPORTS_READ``
+scope (or a reports URL) it is per user.
+
+Because a range pull is complete, rows of that range it did not rewrite are gone
+from Clockify: they are tombstoned (:meth:`BulkWriter.tombstone_unseen`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import structlog
+from sqlalchemy import select
+
+from clockify_core.client import ClockifyApiError, is_last_page
+from clockify_core.config import SyncConfig
+from clockify_core.mirror.mapping import parse_time
+from clockify_core.mirror.models import TimeEntry, User
+from clockify_core.sync.bulk import BulkWriter
+from clockify_core.sync.fetch import Fetcher, dig, unavailable
+from clockify_core.sync.normalize import now_iso, report_entry, report_instant
+from clockify_core.sync.progress import Progress
+from clockify_core.sync.sink import Sink
+
+log = structlog.get_logger(__name__)
+
+KIND = "time_entry"
+Window = Literal["day", "week", "month", "year"]
+REPORT_PATH = "/v1/workspaces/{workspace}/reports/detailed"
+USER_PATH = "/v1/workspaces/{workspace}/user/{user}/time-entries"
+RUNNING_PATH = "/v1/workspaces/{workspace}/time-entries/status/in-progress"
+FEED_PATH = "/v1/workspaces/{workspace}/entities/{which}"
+RUNNING_PAGE_MAX = 1000  # the in-progress list's documented maximum
+
+
+class FeedUnavailable(Exception):
+    """The change feed answered 4xx: not offered to this workspace (it is experimental)."""
+
+
+def floor_to(moment: datetime, unit: Window) -> datetime:
+    moment = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if unit == "week":
+        return moment - timedelta(days=moment.weekday())
+    if unit == "month":
+        return moment.replace(day=1)
+    if unit == "year":
+        return moment.replace(month=1, day=1)
+    return moment
+
+
+def next_boundary(moment: datetime, unit: Window) -> datetime:
+    start = floor_to(moment, unit)
+    if unit == "day":
+        return start + timedelta(days=1)
+    if unit == "week":
+        return start + timedelta(days=7)
+    if unit == "month":
+        return start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
+    return start.replace(year=start.year + 1)
+
+
+def windows(start: datetime, end: datetime, unit: Window) -> list[tuple[datetime, datetime]]:
+    """``[start, end)`` cut at calendar boundaries (UTC): the first and last may be partial."""
+    out: list[tuple[datetime, datetime]] = []
+    cursor = start
+    while cursor < end:
+        stop = min(next_boundary(cursor, unit), end)
+        out.append((cursor, stop))
+        cursor = stop
+    return out
+
+
+def merge_days(days: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
+    """Whole UTC days touched, merged into contiguous ranges."""
+    ranges: list[tuple[datetime, datetime]] = []
+    for day in sorted({floor_to(d, "day") for d in days}):
+        if ranges and ranges[-1][1] == day:
+            ranges[-1] = (ranges[-1][0], day + timedelta(days=1))
+        else:
+            ranges.append((day, day + timedelta(days=1)))
+    return ranges
+
+
+@dataclass
+class RangeResult:
+    rows: int
+    tombstoned: int
+    source: str
+    requests: int
+
+
+class TimeEntryPuller:
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        writer: BulkWriter,
+        config: SyncConfig,
+        progress: Progress,
+        *,
+        written_by: str,
+        report: bool,
+        sessions: Any,
+    ) -> None:
+        self.fetcher = fetcher
+        self.writer = writer
+        self.config = config
+        self.progress = progress
+        self.written_by = written_by
+        self.report = report and config.time_entry_source != "user"
+        self.sessions = sessions
+        self.workspace_id = fetcher.workspace_id
+        self._users: list[str] | None = None
+
+    # sources --------------------------------------------------------------------------
+    def _sink(self) -> Sink:
+        return Sink(self.writer, KIND, self.workspace_id, written_by=self.written_by,
+                    batch_rows=self.config.batch_rows, writers=self.config.writers, progress=self.progress)
+
+    async def user_ids(self) -> list[str]:
+        """Every user the mirror knows (all statuses); read from the API when it knows none."""
+        if self._users is None:
+            async with self.sessions() as session:
+                ids = list((await session.execute(select(User.id).where(User.workspace_id == self.workspace_id))).scalars())
+            if not ids:
+                path = f"/v1/workspaces/{self.workspace_id}/users"
+                async for page in self.fetcher.pages(path, self.config.page_size, params={"status": "ALL"}):
+                    await self.writer.upsert("user", self.workspace_id, page, written_by=self.written_by)
+                    ids.extend(str(u["id"]) for u in page if isinstance(u.get("id"), str))
+            self._users = ids
+        return self._users
+
+    async def pull(
+        self, start: datetime, end: datetime, *, user_ids: Sequence[str] | None = None, run_started: datetime,
+        reconcile: bool = True,
+    ) -> RangeResult:
+        """List ``[start, end)`` completely, write it, and tombstone what it no longer has."""
+        before = self.fetcher.requests
+        source = "report" if self.report and user_ids is None else "user"
+        sink = self._sink()
+        try:
+            if source == "report" and not await self._report(sink, start, end):
+                source = "user"
+            if source == "user":
+                await self._per_user(sink, start, end, user_ids if user_ids is not None else await self.user_ids())
+            written = await sink.close()
+        except BaseException:
+            await sink.abort()
+            raise
+        gone = 0
+        if reconcile:
+            gone = await self.writer.tombstone_unseen(
+                KIND, self.workspace_id, before=run_started, start=start, end=end, user_ids=user_ids,
+                written_by=self.written_by,
+            )
+        return RangeResult(written, gone, source, self.fetcher.requests - before)
+
+    async def _report(self, sink: Sink, start: datetime, end: datetime) -> bool:
+        """Pull through the report; False when per-user listing is cheaper (page 1 is written)."""
+        size = self.config.report_page_size
+        path = REPORT_PATH.format(workspace=self.workspace_id)
+        base = {
+            "dateRangeStart": report_instant(start),
+            "dateRangeEnd": report_instant(end - timedelta(milliseconds=1)),
+            "sortOrder": "ASCENDING",
+            "exportType": "JSON",
+            "amountShown": "EARNED",
+        }
+
+        async def fetch(page: int) -> tuple[int, bool, dict[str, Any]]:
+            body, response = await self.fetcher.call(
+                "POST", path, api="reports", json={**base, "detailedFilter": {"page": page, "pageSize": size}}
+            )
+            body = body if isinstance(body, dict) else {}
+            rows = dig(body, ("timeEntries",))
+            count, last = len(rows), is_last_page(response, len(rows), size)
+            self.progress.page(count)
+            sink.take([report_entry(row, self.workspace_id) for row in rows])
+            body.pop("timeEntries", None)  # only the totals are read later; free the page first
+            del rows, response
+            await sink.ready()
+            return count, last, body
+
+        _, last, body = await fetch(1)
+        if last:
+            return True
+        count = _entries_count(body)
+        if count is None:
+            page = 2
+            while not (await fetch(page))[1]:
+                page += 1
+            return True
+        pages = math.ceil(count / size)
+        if self.config.time_entry_source == "auto":
+            users = len(await self.user_ids())
+            per_user = users + max(0, math.ceil(count / self.config.page_size) - 1)
+            if per_user < pages - 1:
+                return False
+        outcomes: dict[int, bool] = {}
+
+        async def one(page: int) -> None:
+            outcomes[page] = (await fetch(page))[1]
+
+        await self._pool(one, range(2, pages + 1))
+        # Entries added while paging push rows past the counted pages: read on until the end.
+        page, last = pages, outcomes[pages] if pages >= 2 else last
+        while not last:
+            page += 1
+            last = (await fetch(page))[1]
+        return True
+
+    async def _per_user(self, sink: Sink, start: datetime, end: datetime, users: Sequence[str]) -> None:
+        size = self.config.page_size
+        params = {"start": now_iso(start), "end": now_iso(end - timedelta(seconds=1))}
+
+        async def one(user_id: str) -> None:
+            path = USER_PATH.format(workspace=self.workspace_id, user=user_id)
+            number, last = 1, False
+            try:
+                while not last:
+                    items, last = await self.fetcher.page(path, number, size, params=params)
+                    sink.take(items)
+                    del items  # freed before waiting for the writers
+                    await sink.ready()
+                    number += 1
+            except ClockifyApiError as exc:
+                if exc.status_code != 404:
+                    raise
+                log.info("sync.user_gone", workspace_id=self.workspace_id, user_id=user_id)
+
+        await self._pool(one, users)
+
+    async def _pool(self, work: Callable[[Any], Awaitable[None]], items: Iterable[Any]) -> None:
+        """Run ``work`` over ``items`` with ``sync.concurrency`` at a time (bounded memory)."""
+        queue = iter(items)
+
+        async def worker() -> None:
+            for item in queue:
+                await work(item)
+
+        tasks = [asyncio.create_task(worker()) for _ in range(self.config.concurrency)]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    # running timers and the change feed ------------------------------------------------
+    async def running(self) -> list[dict[str, Any]]:
+        """Write every running timer; returns them."""
+        path = RUNNING_PATH.format(workspace=self.workspace_id)
+        found: list[dict[str, Any]] = []
+        async for page in self.fetcher.pages(path, min(RUNNING_PAGE_MAX, self.config.page_size)):
+            found.extend(page)
+        if found:
+            written = await self.writer.upsert(KIND, self.workspace_id, found, written_by=self.written_by)
+            self.progress.wrote(written)
+        return found
+
+    async def stale_running(self, running: Sequence[dict[str, Any]], before: datetime) -> list[datetime]:
+        """Starts of mirror rows still shown running that Clockify no longer lists as running."""
+        live = {str(entry.get("id")) for entry in running}
+        async with self.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(TimeEntry.id, TimeEntry.start_at).where(
+                        TimeEntry.workspace_id == self.workspace_id, TimeEntry.deleted_at.is_(None),
+                        TimeEntry.end_at.is_(None), TimeEntry.start_at < before,
+                    )
+                )
+            ).all()
+        return [start for entry_id, start in rows if entry_id not in live and start is not None]
+
+    async def feed(self, which: Literal["updated", "deleted"], start: datetime, end: datetime) -> AsyncIterator[list[dict[str, Any]]]:
+        """Pages of the change feed for ``[start, end]``, in ranges of ``feed_window_days``."""
+        path = FEED_PATH.format(workspace=self.workspace_id, which=which)
+        size = self.config.feed_page_size
+        step = timedelta(days=self.config.feed_window_days)
+        cursor = start
+        while cursor < end:
+            stop = min(cursor + step, end)
+            params = {"type": "TIME_ENTRY", "start": now_iso(cursor), "end": now_iso(stop)}
+            page = 1
+            while True:
+                try:
+                    body, response = await self.fetcher.call(
+                        "GET", path, params={**params, "page": page, "limit": size}
+                    )
+                except ClockifyApiError as exc:
+                    if unavailable(exc):
+                        raise FeedUnavailable(exc.detail) from exc
+                    raise
+                items = dig(body, ("response",) if isinstance(body, dict) else ())
+                self.progress.page(len(items))
+                if items:
+                    yield items
+                if is_last_page(response, len(items), size):
+                    break
+                page += 1
+            cursor = stop
+
+
+def _entries_count(body: dict[str, Any]) -> int | None:
+    totals = body.get("totals")
+    if isinstance(totals, list) and totals and isinstance(totals[0], dict):
+        count = totals[0].get("entriesCount")
+        if isinstance(count, int) and not isinstance(count, bool):
+            return count
+    return None
+
+
+def entry_start(doc: dict[str, Any]) -> datetime | None:
+    """Start of a feed document (the entry itself, or the deleted entry under ``document``)."""
+    body = doc.get("document") if isinstance(doc.get("document"), dict) else doc
+    interval = body.get("timeInterval") if isinstance(body, dict) else None
+    return parse_time(interval.get("start")) if isinstance(interval, dict) else None
+

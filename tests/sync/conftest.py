@@ -1,0 +1,89 @@
+"""Shared pieces of the sync tests: a small simulator, mirror-vs-simulator comparisons."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clockify_core.mirror.mapping import row_values
+from clockify_core.mirror.models import Client, Project, Tag, Task, TimeEntry, User
+from clockify_core.simulator import render
+from clockify_core.simulator.api.deps import public
+from clockify_core.simulator.config import DataScale, SimulatorConfig
+from clockify_core.simulator.model import Workspace
+from clockify_core.simulator.testing import small_config
+
+# Bootstrap reaches back far enough for the simulator's whole (fixed-anchor) history.
+SYNC = {"bootstrap_days": 3650, "backfill_window": "year", "batch_rows": 250, "concurrency": 4}
+
+KEY_COLUMNS: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "time_entry": (TimeEntry, ("user_id", "project_id", "task_id", "description", "start_at", "end_at",
+                               "duration_seconds", "billable", "is_locked", "type", "tag_ids", "hourly_rate",
+                               "cost_rate", "currency", "custom_fields")),
+    "project": (Project, ("name", "client_id", "billable", "archived", "is_public", "color", "hourly_rate")),
+    "client": (Client, ("name", "archived", "email")),
+    "tag": (Tag, ("name", "archived")),
+    "task": (Task, ("project_id", "name", "status", "assignee_ids")),
+    "user": (User, ("name", "email", "status")),
+}
+
+
+@pytest.fixture
+def simulator_config() -> SimulatorConfig:
+    return small_config(scale=DataScale(workspaces=2, users=6, projects=8, time_entries=900, years=1.5,
+                                        running_timers=2, user_groups=3, clients=4, tags=6))
+
+
+def sim_bodies(ws: Workspace, kind: str) -> list[dict[str, Any]]:
+    """The entities of ``kind`` as the simulator's API serves them now."""
+    if kind == "time_entry":
+        return [render.time_entry(ws, row) for row in ws.entries.by_start.rows]
+    if kind == "project":
+        return [render.project_api(p) for p in ws.projects.values()]
+    table = {"client": ws.clients, "tag": ws.tags, "task": ws.tasks, "user": ws.users}[kind]
+    return [public(r) for r in table.values()]
+
+
+def _canon(value: Any) -> Any:
+    if isinstance(value, list):
+        return sorted((_canon(v) for v in value), key=repr)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _canon(v)) for k, v in value.items()))
+    return value
+
+
+def keyed(kind: str, rows: Iterable[Mapping[str, Any]]) -> dict[str, tuple[Any, ...]]:
+    columns = KEY_COLUMNS[kind][1]
+    return {str(r["id"]): tuple(_canon(r.get(c)) for c in columns) for r in rows}
+
+
+def expected(ws: Workspace, kind: str) -> dict[str, tuple[Any, ...]]:
+    return keyed(kind, (row_values(kind, ws.id, str(b["id"]), b) for b in sim_bodies(ws, kind)))
+
+
+async def mirrored(session: AsyncSession, workspace_id: str, kind: str) -> dict[str, tuple[Any, ...]]:
+    model, columns = KEY_COLUMNS[kind]
+    result = await session.execute(
+        select(model).where(model.workspace_id == workspace_id, model.deleted_at.is_(None))
+    )
+    return keyed(kind, ({"id": r.id, **{c: getattr(r, c) for c in columns}} for r in result.scalars()))
+
+
+def checksum(rows: dict[str, tuple[Any, ...]]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(rows):
+        digest.update(repr((key, rows[key])).encode())
+    return digest.hexdigest()
+
+
+def assert_same(kind: str, mirror: dict[str, tuple[Any, ...]], sim: dict[str, tuple[Any, ...]]) -> None:
+    missing, extra = set(sim) - set(mirror), set(mirror) - set(sim)
+    differ = [k for k in set(sim) & set(mirror) if sim[k] != mirror[k]]
+    detail = {"missing": sorted(missing)[:5], "extra": sorted(extra)[:5],
+              "differ": [(k, mirror[k], sim[k]) for k in differ[:3]]}
+    assert (len(mirror), checksum(mirror)) == (len(sim), checksum(sim)), (kind, detail)
