@@ -31,6 +31,7 @@ from clockify_core.observability.logging import configure_logging
 from clockify_core.observability.metrics import Metrics
 from clockify_core.observability.middleware import RequestContextMiddleware
 from clockify_core.operator.router import router as operator_router
+from clockify_core.retention.service import retention_loop
 from clockify_core.runtime import Runtime, open_runtime
 from clockify_core.status.router import router as status_router
 from clockify_core.sync import jobs as sync_jobs
@@ -68,6 +69,8 @@ def start_workers(runtime: Runtime) -> None:
             runtime.start(f"flows-{n}", flow_loop)
     if runtime.settings.sync.scheduler:
         runtime.start("sync-scheduler", scheduler_loop)
+    if runtime.settings.retention.enabled:
+        runtime.start("retention", retention_loop)
 
 
 def create_addon_app(

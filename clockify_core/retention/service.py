@@ -8,6 +8,7 @@ Uninstalled workspaces whose ``purge_after`` has passed lose all their data here
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from clockify_core.db.models import metadata
 from clockify_core.explorer.models import ApiCall
 from clockify_core.flows.models import FlowRun
 from clockify_core.jobs.models import Job, JobStatus
+from clockify_core.leases import take_lease
 from clockify_core.lifecycle.models import Installation, InstallationStatus
 from clockify_core.runtime import Runtime
 from clockify_core.webhooks.models import InboxEvent, InboxStatus
@@ -107,3 +109,24 @@ async def run_retention(runtime: Runtime, *, now: datetime | None = None) -> dic
     if any(removed.values()):
         log.info("retention.done", **removed)
     return removed
+
+
+RETENTION_LEASE = "retention"
+
+
+async def retention_loop(runtime: Runtime, stop: asyncio.Event) -> None:
+    """Every ``interval_minutes``, the instance holding the retention lease runs one pass."""
+    config = runtime.settings.retention
+    interval = config.interval_minutes * 60.0
+    never = asyncio.Event()
+    while not stop.is_set():
+        try:
+            now = utcnow()
+            async with runtime.sessions.begin() as session:
+                # Held for the whole interval, so one instance cleans per round.
+                leader = await take_lease(session, RETENTION_LEASE, runtime.instance_id, now=now, seconds=interval)
+            if leader:
+                await run_retention(runtime, now=now)
+        except Exception:  # a failed pass is retried next round
+            log.warning("retention.failed", exc_info=True)
+        await runtime.idle(never, interval)

@@ -25,24 +25,22 @@ import asyncio
 from datetime import UTC, datetime, time, timedelta
 
 import structlog
-from sqlalchemy import or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
 
 from clockify_core.config import SyncConfig
 from clockify_core.db.base import utcnow
 from clockify_core.jobs import queue
 from clockify_core.jobs.models import Job, JobKind
+from clockify_core.leases import release_lease, take_lease
 from clockify_core.lifecycle.models import Installation, InstallationStatus
 from clockify_core.runtime import Runtime
 from clockify_core.sync import state
-from clockify_core.sync.models import WORKSPACE_KIND, SchedulerLease, SyncState
+from clockify_core.sync.models import WORKSPACE_KIND, SyncState
 from clockify_core.sync.run import FREE_PLAN, int_setting, setting
 
 log = structlog.get_logger(__name__)
 
 LEASE = "sync-scheduler"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _BLOCKING = (JobKind.SYNC.value, JobKind.BOOTSTRAP.value)
 
 
@@ -74,34 +72,13 @@ def next_run(config: SyncConfig, installation: Installation, now: datetime) -> d
     return min(candidates) if candidates else None
 
 
-async def take_lease(session: AsyncSession, holder: str, *, now: datetime, seconds: float) -> bool:
-    """Take or renew the lease in the caller's transaction; the row stays locked until commit."""
-    dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    await session.execute(
-        insert(SchedulerLease).values(name=LEASE, holder="", expires_at=_EPOCH).on_conflict_do_nothing(index_elements=["name"])
-    )
-    result = await session.execute(
-        update(SchedulerLease)
-        .where(SchedulerLease.name == LEASE, or_(SchedulerLease.holder == holder, SchedulerLease.expires_at < now))
-        .values(holder=holder, expires_at=now + timedelta(seconds=seconds), last_tick_at=now)
-    )
-    return int(getattr(result, "rowcount", 0) or 0) == 1
-
-
-async def release_lease(session: AsyncSession, holder: str) -> None:
-    await session.execute(
-        update(SchedulerLease).where(SchedulerLease.name == LEASE, SchedulerLease.holder == holder).values(expires_at=_EPOCH)
-    )
-
-
 async def tick(runtime: Runtime, *, now: datetime | None = None) -> list[str] | None:
     """One scheduling round; the workspaces queued, or None when another instance leads."""
     now = now or utcnow()
     config = runtime.settings.sync
     scheduled: list[str] = []
     async with runtime.sessions.begin() as session:
-        if not await take_lease(session, runtime.instance_id, now=now, seconds=config.lease_seconds):
+        if not await take_lease(session, LEASE, runtime.instance_id, now=now, seconds=config.lease_seconds):
             return None
         installations = (
             await session.execute(select(Installation).where(Installation.status == InstallationStatus.ACTIVE))
@@ -152,11 +129,6 @@ async def scheduler_loop(runtime: Runtime, stop: asyncio.Event) -> None:
         runtime.metrics.scheduler_leader.set(0)
         try:
             async with runtime.sessions.begin() as session:
-                await release_lease(session, runtime.instance_id)
+                await release_lease(session, LEASE, runtime.instance_id)
         except Exception:
             log.warning("sync.lease_release_failed", exc_info=True)
-
-
-async def lease_holder(session: AsyncSession) -> SchedulerLease | None:
-    return await session.get(SchedulerLease, LEASE, populate_existing=True)
-

@@ -81,3 +81,31 @@ async def test_uninstalled_workspace_is_purged_after_its_retention(runtime: Runt
     async with runtime.sessions() as s:
         gone = await s.get(Installation, "gone")
         assert gone is not None and gone.purge_after is None  # recorded once, not purged again
+
+
+async def test_one_instance_cleans_per_round(db_url: str) -> None:
+    """Two runtimes run the loop; the lease lets exactly one of them delete."""
+    import asyncio
+
+    from clockify_core.retention.service import retention_loop
+
+    settings = Settings(database={"url": db_url, "run_migrations": False}, retention={"batch_size": 10})
+    async with open_runtime(settings, PROFILE, Metrics()) as first, open_runtime(settings, PROFILE, Metrics()) as second:
+        async with first.sessions.begin() as s:
+            for n in range(5):
+                s.add(InboxEvent(workspace_id="ws", event_type="NEW_TAG", dedup_key=f"k{n}", body="{}", status="DEAD",
+                                 received_at=utcnow() - timedelta(days=90)))
+        for rt in (first, second):
+            rt.start("retention", retention_loop)
+        for _ in range(100):
+            if await _count(first, InboxEvent) == 0:
+                break
+            await asyncio.sleep(0.05)
+        await first.shutdown()
+        await second.shutdown()
+        deleted = [
+            sum(float(line.rsplit(" ", 1)[1]) for line in rt.metrics.render().decode().splitlines()
+                if line.startswith("retention_rows_deleted_total{"))
+            for rt in (first, second)
+        ]
+        assert sorted(deleted) == [0.0, 5.0]
