@@ -33,10 +33,13 @@ RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /dist . \
 
 
 FROM python:3.11-slim AS runtime
+# PROMETHEUS_MULTIPROC_DIR: the gunicorn workers write their metrics there (in memory, under
+# /dev/shm) so /metrics sums all of them; gunicorn_conf empties it when the server starts.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    WEB_CONCURRENCY=2
+    WEB_CONCURRENCY=2 \
+    PROMETHEUS_MULTIPROC_DIR=/dev/shm/prometheus
 # A fixed numeric uid, so Kubernetes' runAsNonRoot can verify it. /app/data holds the
 # SQLite default (mount a volume there, or set {PREFIX}DB_URL to PostgreSQL).
 RUN groupadd --system --gid 10001 app \

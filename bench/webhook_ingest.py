@@ -71,6 +71,7 @@ class Phase:
     opened: dict[str, Any] = field(default_factory=dict)
     duplicate: dict[str, Any] | None = None
     batch: float | None = None  # mean events per group-commit write (one process's /metrics)
+    load: str = ""  # 1-minute load average when the phase ended
 
 
 def loadavg() -> str:
@@ -91,6 +92,28 @@ def group_cpu_seconds(pgid: int) -> float:
         if int(fields[2]) == pgid:  # fields[2] is pgrp; utime, stime are fields[11], fields[12]
             total += int(fields[11]) + int(fields[12])
     return total / CLK_TCK
+
+
+def process_cpu_seconds(pid: int) -> float:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+async def _backend_pids(db_url: str) -> list[int]:
+    """PostgreSQL backends connected to the bench database (same machine: their CPU is in /proc)."""
+    engine = create_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            )
+            return [int(pid) for (pid,) in rows]
+    finally:
+        await engine.dispose()
 
 
 def mean_batch(proc: ServiceProcess) -> float | None:
@@ -198,8 +221,10 @@ def install(sim: ServedSimulator, db_url: str, workdir: Path) -> tuple[str, str,
 
 
 class Runner:
-    def __init__(self, args: argparse.Namespace, workdir: Path, template: str, path: str, token: str) -> None:
+    def __init__(self, args: argparse.Namespace, workdir: Path, template: str, path: str, token: str,
+                 db_url: str) -> None:
         self.args = args
+        self.db_url = db_url
         self.workdir = workdir
         self.spec_base = {
             "path": path,
@@ -239,14 +264,20 @@ class Runner:
             phase.duplicate = self.timed(proc, "closed", prefix=prefix + "c", cycle=max(1, phase.closed["total_ok"]),
                                          duration=self.args.duration / 2)
         phase.batch = mean_batch(proc)
+        phase.load = loadavg().split()[0]
         return phase
 
     def timed(self, proc: ServiceProcess, mode: str, **kwargs: Any) -> dict[str, Any]:
-        """One load generator run, with the service's CPU per request (warm-up included) added."""
+        """One load generator run, with CPU per request (warm-up included) of the service and
+        of its PostgreSQL backends (backends that exit during the run are not counted)."""
         assert proc.proc is not None
+        before = {pid: process_cpu_seconds(pid) for pid in asyncio.run(_backend_pids(self.db_url))}
         cpu0 = group_cpu_seconds(proc.proc.pid)
         result = self.loadgen(proc.port, mode, **kwargs)
-        result["cpu_ms"] = (group_cpu_seconds(proc.proc.pid) - cpu0) * 1000 / max(1, result["total_sent"])
+        n = max(1, result["total_sent"])
+        result["cpu_ms"] = (group_cpu_seconds(proc.proc.pid) - cpu0) * 1000 / n
+        after = asyncio.run(_backend_pids(self.db_url))
+        result["pg_cpu_ms"] = sum(process_cpu_seconds(pid) - before.get(pid, 0.0) for pid in after) * 1000 / n
         return result
 
     def start_profiler(self, proc: ServiceProcess, name: str) -> subprocess.Popen[bytes] | None:
@@ -302,13 +333,14 @@ def start_service(sim: ServedSimulator, db_url: str, server: str, workdir: Path,
 
 def fmt_row(phase: Phase, ceiling: Phase | None) -> str:
     c, o = phase.closed, phase.opened
-    ratio = c["ok_rps"] / ceiling.closed["ok_rps"] if ceiling and ceiling.closed["ok_rps"] else float("nan")
+    ratio = f"{c['ok_rps'] / ceiling.closed['ok_rps']:6.0%}" if ceiling and ceiling.closed["ok_rps"] else "     -"
     dup = f"{phase.duplicate['ok_rps']:8.0f}" if phase.duplicate else "       -"
     errors = {k: v for k, v in {**c["statuses"], **o["statuses"]}.items() if not k.startswith("2")}
     return (
-        f"{phase.name:<28} {c['ok_rps']:8.0f} {ratio:6.0%} {c['latency_ms']['p50']:7.1f}"
+        f"{phase.name:<28} {c['ok_rps']:8.0f} {ratio} {c['latency_ms']['p50']:7.1f}"
         f" {o['ok_rps']:7.0f} {o['latency_ms']['p50']:7.2f} {o['latency_ms']['p99']:7.2f} {o['latency_ms']['max']:7.1f}"
-        f" {c['cpu_ms']:7.3f} {o['cpu_ms']:7.3f} {dup} {phase.batch or float('nan'):6.1f}  {errors or ''}"
+        f" {c['cpu_ms']:7.3f} {o['cpu_ms']:7.3f} {c['pg_cpu_ms']:7.3f} {dup} {phase.batch or float('nan'):6.1f}"
+        f" {phase.load:>5}  {errors or ''}"
     )
 
 
@@ -346,7 +378,7 @@ def main() -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         try:
             workspace_id, path, token = install(sim, db_url, workdir)
-            runner = Runner(args, workdir, body_template(workspace_id), path, token)
+            runner = Runner(args, workdir, body_template(workspace_id), path, token, db_url)
             for server in servers:
                 phases: list[Phase] = []
                 proc = start_service(sim, db_url, server, workdir, workers=False, bare=True)
@@ -373,8 +405,8 @@ def main() -> None:
     print(f"\nload average at end: {loadavg()}")
     print(f"closed loop: {args.connections} connections; open loop: {args.rate:.0f}/s offered, "
           f"{args.duration:.0f} s measured after {args.warmup:.0f} s warm-up")
-    print(f"\n{'':<28} {'closed':>8} {'ratio':>6} {'p50':>7} {'open':>7} {'p50':>7} {'p99':>7} {'max':>7} {'CPU':>7} {'CPU':>7} {'dup':>8} {'batch':>6}")
-    print(f"{'':<28} {'req/s':>8} {'':>6} {'ms':>7} {'req/s':>7} {'ms':>7} {'ms':>7} {'ms':>7} {'closed':>7} {'open':>7} {'req/s':>8} {'events':>6}")
+    print(f"\n{'':<28} {'closed':>8} {'ratio':>6} {'p50':>7} {'open':>7} {'p50':>7} {'p99':>7} {'max':>7} {'CPU':>7} {'CPU':>7} {'PG CPU':>7} {'dup':>8} {'batch':>6} {'load':>5}")
+    print(f"{'':<28} {'req/s':>8} {'':>6} {'ms':>7} {'req/s':>7} {'ms':>7} {'ms':>7} {'ms':>7} {'closed':>7} {'open':>7} {'closed':>7} {'req/s':>8} {'events':>6} {'1 min':>5}")
     verdicts = []
     for phases in results.values():
         ceiling = phases[0]
@@ -384,8 +416,13 @@ def main() -> None:
                 ratio = phase.closed["ok_rps"] / ceiling.closed["ok_rps"]
                 p99 = phase.opened["latency_ms"]["p99"]
                 ok = ratio >= TARGET_RATIO and p99 <= TARGET_P99_MS
-                verdicts.append(f"{phase.name}: {ratio:.0%} of the ceiling, p99 {p99:.1f} ms at {args.rate:.0f}/s "
+                cpu_ratio = ceiling.closed["cpu_ms"] / phase.closed["cpu_ms"]
+                verdicts.append(f"{phase.name}: {ratio:.0%} of the ceiling's requests/s ({cpu_ratio:.0%} by CPU per "
+                                f"request), p99 {p99:.1f} ms at {args.rate:.0f}/s "
                                 f"-> {'meets' if ok else 'misses'} the target (>= 50 %, p99 <= 25 ms)")
+    print("closed: keep-alive connections each sending the next request on the answer; open: latency from the"
+          " scheduled send time; CPU: ms of the service's processes per request; PG CPU: ms of its PostgreSQL"
+          " backends per request; dup: closed loop replaying accepted bodies; batch: mean events per inbox write.")
     print("\n" + "\n".join(verdicts))
     if args.json:
         Path(args.json).write_text(json.dumps({s: [p.__dict__ for p in ps] for s, ps in results.items()}, indent=2))

@@ -111,6 +111,10 @@ class LoggingConfig(BaseModel):
 
 class RedisConfig(BaseModel):
     url: str | None = Field(None, description="Shared rate limits, caches and dedup when set")
+    required_for_ready: bool = Field(
+        True,
+        description="A configured Redis that is down makes /ready 503; false reports 200 'degraded' instead",
+    )
     key_prefix: str = "clockify-addons:"
 
 

@@ -43,11 +43,15 @@ async def _check(name: str, coro: Any) -> tuple[str, str | None]:
         return name, f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
-# What a request cannot do without. Redis only shares rate-limit budgets between processes,
-# and the limiter falls back to in-process buckets without it (ratelimit/redis.py): an
-# instance that loses Redis still serves, so it reports "degraded" instead of leaving the
-# load balancer's rotation, which would turn a Redis outage into lost webhooks.
-REQUIRED_CHECKS = frozenset({"database"})
+def required_checks(runtime: Runtime) -> frozenset[str]:
+    """Checks whose failure makes the instance not ready.
+
+    Redis is required by default (the contract: a configured Redis must be reachable).
+    Operators who would rather keep instances in rotation through a Redis outage set
+    ``REDIS__REQUIRED_FOR_READY=false``: the limiter falls back to in-process buckets
+    (ratelimit/redis.py), so the service still works and ``/ready`` says "degraded".
+    """
+    return frozenset({"database", "redis"} if runtime.settings.redis.required_for_ready else {"database"})
 
 
 async def readiness(runtime: Runtime) -> dict[str, str | None]:
@@ -64,13 +68,14 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/ready",
-    summary="Database reachable and migrated; Redis reported when configured (down = degraded, still 200)",
+    summary="Database reachable and migrated, Redis reachable when configured",
     responses={503: {"description": "Not ready; the problem body names each failed check"}},
 )
 async def ready(runtime: RuntimeDep) -> Response:
     results = await readiness(runtime)
-    failed = {name: reason for name, reason in results.items() if reason and name in REQUIRED_CHECKS}
-    degraded = any(reason for name, reason in results.items() if name not in REQUIRED_CHECKS)
+    required = required_checks(runtime)
+    failed = {name: reason for name, reason in results.items() if reason and name in required}
+    degraded = any(reason for name, reason in results.items() if name not in required)
     checks = {name: reason or "ok" for name, reason in results.items()}
     if failed:
         detail = "; ".join(f"{name}: {reason}" for name, reason in failed.items())

@@ -209,6 +209,23 @@ async def stats(sim: SimDep) -> Response:
                                               "bytes": ws.entries.nbytes()} for ws in sim.workspaces.values()}})
 
 
+@router.get("/requests")
+async def requests(sim: SimDep, addonId: str | None = None, workspaceId: str | None = None,
+                   limit: Annotated[int | None, Query(ge=1)] = None) -> Response:
+    """Authenticated API requests, oldest first (the latest ``limit``): when, what, whose budget, 429 or not."""
+    found = [r for r in sim.requests
+             if (addonId is None or r.addon_id == addonId) and (workspaceId is None or r.workspace_id == workspaceId)]
+    if limit is not None:
+        found = found[-limit:]
+    return json_response({"requests": [r.summary() for r in found]})
+
+
+@router.delete("/requests")
+async def clear_requests(sim: SimDep) -> Response:
+    sim.requests.clear()
+    return Response(status_code=204)
+
+
 @router.post("/reset")
 async def reset(sim: SimDep) -> Response:
     """Regenerate data from the seed; installations, credentials and logs are dropped."""
@@ -217,4 +234,5 @@ async def reset(sim: SimDep) -> Response:
     sim.generate()
     sim.delivery.clear()
     sim.marketplace.calls.clear()
+    sim.requests.clear()
     return json_response({"reset": True, "workspaces": list(sim.workspaces)})

@@ -213,7 +213,7 @@ class DeliveryService:
             self._retries.add(task)
             task.add_done_callback(self._retries.discard)
         else:
-            log.info("delivery.failed", event=delivery.event, url=delivery.target.url, status=code, error=error)
+            log.info("delivery.failed", webhook_event=delivery.event, url=delivery.target.url, status=code, error=error)
             self._finish(delivery, "failed")
 
     async def _retry_later(self, delivery: Delivery, delay: float) -> None:

@@ -9,7 +9,7 @@ in-process add-on can be reached through ``httpx.ASGITransport``.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -46,6 +46,27 @@ class Urls:
         return cls(base, f"{base}/api", f"{base}/reports", f"{base}/pto")
 
 
+# The request log keeps this many of the latest API requests.
+REQUEST_LOG_LIMIT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRequest:
+    """One authenticated API request, as the rate limiter judged it (``GET /__sim/requests``)."""
+
+    at: float
+    method: str
+    path: str
+    workspace_id: str
+    user_id: str
+    addon_id: str | None
+    throttled: bool  # answered 429
+
+    def summary(self) -> dict[str, Any]:
+        return {"at": self.at, "method": self.method, "path": self.path, "workspaceId": self.workspace_id,
+                "userId": self.user_id, "addonId": self.addon_id, "throttled": self.throttled}
+
+
 @cache
 def _ephemeral_keys() -> KeyPair:
     # RSA generation costs ~100 ms; one in-memory pair per process keeps test setup fast.
@@ -76,6 +97,7 @@ class Simulator:
         self.ops = Operations(self)
         self.traffic = TrafficRunner(self)
         self.stats: Counter[str] = Counter()
+        self.requests: deque[ApiRequest] = deque(maxlen=REQUEST_LOG_LIMIT)
         self._transport = transport
         self._mounts = dict(mounts or {})
         self._http: httpx.AsyncClient | None = None
@@ -178,6 +200,12 @@ class Simulator:
             limit = Limit(rate=rl.free_per_hour / 3600.0, burst=rl.free_per_hour)
             return await self.limiter.try_acquire(f"free:{principal.workspace_id}", limit=limit)
         return await self.limiter.try_acquire(principal.rate_key, limit=Limit(rl.rate, rl.burst))
+
+    def log_request(self, principal: Principal, method: str, path: str, *, throttled: bool) -> None:
+        """Remember an API request (what add-ons really sent, for rate checks across instances)."""
+        addon_id = principal.installation.addon_id if principal.installation else None
+        self.requests.append(ApiRequest(self.clock(), method, path, principal.workspace_id, principal.user_id,
+                                        addon_id, throttled))
 
 
 _TRIGGER_FIELDS = {"PROJECT_ID": "projectId", "USER_ID": "userId", "TAG_ID": "tagIds", "TASK_ID": "taskId",

@@ -7,7 +7,6 @@ gauges. Counts are cumulative over the job's attempts, so a resumed job keeps th
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any
 
@@ -71,5 +70,4 @@ class Progress:
     def close(self) -> None:
         self.ctx.report(eta_seconds=0)
         for gauge in (self.metrics.job_rows, self.metrics.job_pages, self.metrics.job_eta):
-            with contextlib.suppress(KeyError):  # never set: the job wrote nothing
-                gauge.remove(*self.labels)
+            self.metrics.forget(gauge, *self.labels)

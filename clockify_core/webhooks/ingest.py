@@ -1,13 +1,15 @@
 """The receiver's fast path: group commit of inbox inserts and a short-lived subscription cache.
 
-Group commit. Each accepted webhook needs its row committed before the 2xx goes out,
-but one transaction per request costs a pool checkout, BEGIN, INSERT, COMMIT and a WAL
-flush each. :class:`InboxWriter` queues the events of concurrent requests and writes
-them in one transaction with one multi-row statement; every request awaits the outcome
-of its own row, set only after the COMMIT returned (or the error, which the request
-turns into a 503 so Clockify retries). An idle writer flushes a lone event at once, so
-batching adds no wait at low load; under load, events gather while the previous
-batches commit.
+Group commit. Each accepted webhook needs its row durable before the 2xx goes out, but
+a transaction per request costs a pool checkout with its pre-ping, BEGIN, INSERT, COMMIT
+and a WAL flush each (and a pooled connection per request in flight). :class:`InboxWriter`
+queues the events of concurrent requests and writes each batch with one INSERT statement
+(on PostgreSQL outside any transaction, so it is atomic and durable when it returns:
+one round trip and one WAL flush per batch). Every request awaits the outcome of its
+own row, set only once the statement returned, or the error, which the request turns
+into a 503 so Clockify retries. An idle writer writes a lone event at once, so batching
+adds no wait at low load; under load, events gather while the previous batch is written.
+A flusher keeps its connection while events keep coming.
 
 Subscription cache. Which subscription a (token, route) belongs to changes only at
 install, uninstall and re-registration, so the lookup is remembered for a few seconds.

@@ -57,17 +57,27 @@ async def test_ready_follows_the_database_without_a_restart(pg_proxy: tuple[TcpP
 
 
 async def test_ready_names_redis_when_it_is_configured_and_down(sqlite_url: str) -> None:
-    # Degraded, not unready: without Redis the rate limiter falls back to in-process buckets
-    # and every request still works (docs/reliability.md), so the instance stays in rotation.
     settings = AddonSettings(database={"url": sqlite_url}, redis={"url": "redis://127.0.0.1:1/0"}, worker={"enabled": False})
     async with running_app(create_addon_app(settings)) as client:
         r = await client.get("/ready")
-        assert r.status_code == 200
+        assert r.status_code == 503
+        assert r.headers["content-type"] == "application/problem+json"
         body = r.json()
-        assert body["status"] == "degraded"
-        assert body["checks"]["database"] == "ok"
-        assert body["checks"]["redis"] != "ok"
-        assert "Error" in body["checks"]["redis"]
+        assert body["checks"]["database"] == "ok" and body["checks"]["redis"] != "ok"
+        assert "redis" in body["detail"]
+
+
+async def test_redis_can_be_made_optional_for_readiness(sqlite_url: str) -> None:
+    # Operators may keep instances in rotation through a Redis outage: limits fall back
+    # to in-process buckets and everything else works (docs/reliability.md).
+    settings = AddonSettings(
+        database={"url": sqlite_url}, redis={"url": "redis://127.0.0.1:1/0", "required_for_ready": False},
+        worker={"enabled": False},
+    )
+    async with running_app(create_addon_app(settings)) as client:
+        r = await client.get("/ready")
+        assert r.status_code == 200
+        assert r.json()["status"] == "degraded" and r.json()["checks"]["redis"] != "ok"
 
 
 async def test_ready_reports_unmigrated_database(pg_empty_url: str) -> None:

@@ -135,6 +135,8 @@ def test_one_image_per_service(dockerfile: dockerlint.Dockerfile, services: list
         assert "/ready" in check.exec_form[2]
         assert "'PORT'" in check.exec_form[2]
         assert "WEB_CONCURRENCY" in env  # gunicorn_conf reads it; the image gives a default
+        # One scrape sums every gunicorn worker (tests/core/test_metrics_multiprocess.py).
+        assert env["PROMETHEUS_MULTIPROC_DIR"].startswith("/dev/shm/")
     # A plain `docker build .` builds the last stage: one of the services, not a helper.
     assert dockerfile.stages[-1].name in images
 

@@ -34,6 +34,7 @@ def _image_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         **env,
         "PORT": str(free_port()),
         "WEB_CONCURRENCY": "1",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),  # not this machine's /dev/shm
         f"{PREFIX}DB_URL": f"sqlite+aiosqlite:///{tmp_path / 'addon.db'}",
         f"{PREFIX}BASE_URL": "https://addon.example.com",
         **extra,

@@ -1,7 +1,7 @@
 """Browser tests of the sidebar page: Debian's Chromium driven by Playwright (no browser download).
 
-One Chromium per package, one service (a uvicorn subprocess) and one simulator (loopback
-port) per module. Clockify's side of the iframe is played by a small host page on another
+One Chromium, one service (a uvicorn subprocess) and one simulator (loopback port) per
+module. Clockify's side of the iframe is played by a small host page on another
 loopback port, allowed to frame the page through ``UI__FRAME_ANCESTORS``.
 """
 
@@ -44,7 +44,9 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 T = TypeVar("T")
 
 
-@pytest.fixture(scope="package")
+# Module scope, not session: while Playwright's sync API is running it marks an event loop as
+# running on the test thread, which would break every async test collected after tests/ui.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not os.access(CHROMIUM, os.X_OK):
         message = f"{CHROMIUM} is missing (scripts/test installs Debian's chromium package)"

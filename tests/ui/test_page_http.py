@@ -18,7 +18,7 @@ from clockify_core.security.signing import KeyPair, TokenSigner
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.testing.addon import installed_addon
 from clockify_core.ui.page import render_page
-from clockify_core.ui.router import base_path
+from clockify_core.ui.router import assets, base_path
 from clockify_core.ui.session import SessionRead, features
 
 BOOT = re.compile(r'<script type="application/json" id="boot">(.*?)</script>', re.S)
@@ -144,8 +144,11 @@ async def test_assets_are_served_from_a_fixed_list_with_etags(simulator: InProce
         for name in ["router.py", "..%2Frouter.py", "%2E%2E%2Fpage.py", "nope.js"]:
             assert (await addon.client.get(f"/ui/assets/{name}")).status_code == 404, name
         # No module the page loads comes from elsewhere (no CDN).
-        for asset in ["app.js", "auth.js", "explorer.js", "flows.js", "flowform.js", "status.js", "error.js"]:
+        scripts = [name for name in assets() if name.endswith(".js")]
+        assert {"app.js", "error.js", "auth.js", "clockify.js"} <= set(scripts)
+        for asset in scripts:
             text = (await addon.client.get(f"/ui/assets/{asset}")).text
+            assert not re.search(r"""import\s*\(?\s*["']https?:""", text), asset
             assert not re.search(r"""from\s+["']https?:""", text), asset
             assert "innerHTML" not in text, asset
 

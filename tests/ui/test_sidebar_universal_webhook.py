@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.ui.conftest import HostServer, UiService, running_service, screenshot
+from tests.ui.conftest import HostServer, UiService, running_service, screenshot, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -113,3 +113,23 @@ def test_a_custom_source_flow_with_an_http_request_dry_runs_on_a_sample_event(se
     expect(page.locator("#dry-verdict")).to_have_text("Not matched")
     expect(result).to_contain_text("the conditions are false")
     expect(result).to_contain_text('$.status eq "failed" saw passed')
+
+
+def test_the_flow_list_shows_the_last_error_of_a_failing_flow(service: UiService, page: Page) -> None:
+    token = service.owner_token()
+    with service.api(token) as api:
+        flow = api.post("/api/flows", json={
+            "name": "Look up a missing entry",
+            "trigger": {"events": ["NEW_TAG"]},
+            "actions": [{"id": "lookup", "type": "clockify_api", "operation_id": "getTimeEntry",
+                         "path": {"id": "000000000000000000000000"}}],
+        }).raise_for_status().json()
+        service.sim.control.post("/__sim/fire", json={"event": "NEW_TAG", "workspaceId": service.workspace_id})
+        service.sim.control.post("/__sim/deliveries/drain", json={"timeout": 10}).raise_for_status()
+        failed = wait_until(lambda: [r for r in api.get(f"/api/flows/{flow['id']}/runs").json()["runs"]
+                                     if r["status"] == "FAILED"], what="a failed run")
+    open_page(page, service, token)
+    page.click("#tab-flows")
+    card = page.locator(f'.card.flow[data-flow="{flow["id"]}"]')
+    expect(card.locator(".error-text")).to_have_text(failed[0]["error"])
+    screenshot(page, "uw-flows-list-error", part=card)

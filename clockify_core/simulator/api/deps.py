@@ -50,6 +50,7 @@ def authorize(operation: str) -> DependsParam:
         if principal.expires is not None and principal.expires < sim.clock():
             raise TokenInvalid("The user token has expired", message="Token expired", code=1000)
         wait = await sim.admit(principal)
+        sim.log_request(principal, request.method, request.url.path, throttled=wait > 0)
         if wait > 0:
             sim.stats["http.429"] += 1
             raise RateLimited("Too many requests", retry_after=wait, message="Too many requests", code=429)

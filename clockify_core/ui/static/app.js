@@ -31,6 +31,7 @@ function onExpired() {
   for (const panel of Object.values(panels)) panel.reset();
   clearError();
   app.hidden = true;
+  document.querySelector(".who").hidden = true;
   expiredBox.hidden = false;
   expiredBox.querySelector("h2").setAttribute("tabindex", "-1");
   expiredBox.querySelector("h2").focus();
@@ -40,6 +41,7 @@ function onExpired() {
 function onRenewed() {
   expiredBox.hidden = true;
   app.hidden = false;
+  document.querySelector(".who").hidden = false;
   panels[active].activate();
   document.getElementById(`tab-${active}`).focus();
 }

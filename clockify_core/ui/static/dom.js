@@ -1,4 +1,4 @@
-// Small DOM helpers. Everything is built with createElement/textContent: no innerHTML,
+// Small DOM helpers. Everything is built with createElement and text nodes, never parsed HTML,
 // so no value from Clockify, a flow or an event can become markup.
 
 let counter = 0;

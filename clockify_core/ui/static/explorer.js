@@ -119,7 +119,7 @@ export class ExplorerTab {
       if (!groups.has(op.tag)) groups.set(op.tag, []);
       groups.get(op.tag).push(op);
     }
-    this.count.textContent = `${matches.length} operations`;
+    this.count.textContent = `${matches.length} operation${matches.length === 1 ? "" : "s"}`;
     const open = Boolean(needle || tag) || groups.size <= 2;
     replace(this.list, [...groups.entries()].map(([name, ops]) => h("details", { open },
       h("summary", {}, `${name} (${ops.length})`),

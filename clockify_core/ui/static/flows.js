@@ -14,6 +14,11 @@ function triggerText(trigger) {
   return events.length > 3 ? `${events.slice(0, 3).join(", ")} +${events.length - 3}` : events.join(", ");
 }
 
+// Short visible labels; the flow's name completes the accessible name ("Edit Nightly tags").
+function named(flow) {
+  return h("span", { class: "visually-hidden" }, ` ${flow.name}`);
+}
+
 export class FlowsTab {
   constructor(panel, ctx) {
     this.panel = panel;
@@ -54,16 +59,16 @@ export class FlowsTab {
       const state = flow.enabled ? badge("Enabled", "ok") : badge("Disabled", "warn");
       const error = flow.disabled_reason || this.lastErrors.get(flow.id) || "";
       const buttons = [
-        h("button", { type: "button", onclick: () => this.showEditor(flow) }, this.admin ? `Edit ${flow.name}` : `View ${flow.name}`),
-        h("button", { type: "button", onclick: () => this.showRuns(flow) }, `Runs of ${flow.name}`),
+        h("button", { type: "button", onclick: () => this.showEditor(flow) }, this.admin ? "Edit" : "View", named(flow)),
+        h("button", { type: "button", onclick: () => this.showRuns(flow) }, "Runs", h("span", { class: "visually-hidden" }, ` of ${flow.name}`)),
       ];
       if (this.admin) {
-        buttons.push(h("button", { type: "button", onclick: () => this.toggle(flow) }, flow.enabled ? `Disable ${flow.name}` : `Enable ${flow.name}`));
-        const del = h("button", { type: "button", class: "link danger" }, `Delete ${flow.name}`);
+        buttons.push(h("button", { type: "button", onclick: () => this.toggle(flow) }, flow.enabled ? "Disable" : "Enable", named(flow)));
+        const del = h("button", { type: "button", class: "link danger" }, "Delete", named(flow));
         del.addEventListener("click", () => {
           if (del.dataset.confirm) { this.remove(flow); return; }
           del.dataset.confirm = "1";
-          del.textContent = `Really delete ${flow.name}?`;
+          replace(del, "Really delete", named(flow), "?");
           announce(`Press again to delete ${flow.name} and its runs`);
         });
         buttons.push(del);

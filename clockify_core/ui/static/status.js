@@ -97,7 +97,9 @@ export class StatusTab {
   schedule(ms) {
     clearTimeout(this.timer);
     if (this.active && document.visibilityState !== "hidden") this.timer = setTimeout(() => this.load(false), ms);
-    else if (this.active) document.addEventListener("visibilitychange", () => this.load(false), { once: true });
+    else if (this.active) {
+      document.addEventListener("visibilitychange", () => { if (this.active) this.load(false); }, { once: true });
+    }
   }
 
   render(data) {
