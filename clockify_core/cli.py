@@ -60,7 +60,7 @@ def build_cli(
     cli = typer.Typer(help=f"{profile.title}: {profile.description}", no_args_is_help=True, add_completion=False)
 
     def settings() -> ServiceSettings:
-        return settings_cls()  # type: ignore[call-arg]
+        return settings_cls()
 
     @cli.command()
     def serve(

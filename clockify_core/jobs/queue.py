@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import Table, and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.db.base import utcnow
 from clockify_core.jobs.models import Job, JobKind, JobStatus
 from clockify_core.lifecycle.models import Installation, InstallationStatus
+
+JOBS: Table = Job.__table__  # type: ignore[assignment]  # the declarative __table__ is a Table
 
 # These must run whatever state the installation is in (they clean up after it).
 RUNS_WHEN_INACTIVE = frozenset({JobKind.UNREGISTER_WEBHOOKS.value})
@@ -77,7 +79,7 @@ async def claim(
     now: datetime | None = None,
 ) -> ClaimedJob | None:
     now = now or utcnow()
-    j = Job.__table__
+    j = JOBS
     other = Job.__table__.alias("other")
     due = or_(
         and_(j.c.status == JobStatus.QUEUED, j.c.run_after <= now),

@@ -73,8 +73,8 @@ async def register_webhooks(runtime: Runtime, ctx: JobContext) -> None:
 
     registered = refused = 0
     for event in runtime_webhook_events(runtime.profile, settings.manifest.webhook_cap):
-        sub = current.get(event)
-        if sub is not None and sub.status == SubscriptionStatus.ACTIVE and sub.token_digest:
+        existing = current.get(event)
+        if existing is not None and existing.status == SubscriptionStatus.ACTIVE and existing.token_digest:
             registered += 1
             continue
         body = {

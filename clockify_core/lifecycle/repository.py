@@ -61,10 +61,13 @@ def installation_api(
         if not installation.auth_token_encrypted:
             raise NotFound("The installation has no token (uninstalled)")
         token = runtime.cipher.decrypt(installation.auth_token_encrypted)
+    backend_url = installation.backend_url or installation.api_url
+    if not backend_url:
+        raise NotFound("The installation has no API URL")
     return runtime.clockify.for_workspace(
         installation.workspace_id,
         token,
-        backend_url=installation.backend_url or installation.api_url,
+        backend_url=backend_url,
         reports_url=installation.reports_url,
         pto_url=installation.pto_url,
         addon_key=runtime.settings.signing.addon_key,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header
 
@@ -20,7 +20,7 @@ from clockify_core.security.tokens import ClockifyClaims, TokenKind
 
 router = APIRouter(prefix="/lifecycle", tags=["lifecycle"])
 
-_REFUSALS = {401: {"description": "Missing or invalid lifecycle token"}, 403: {"description": "Payload ids differ from the token"}}
+_REFUSALS: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or invalid lifecycle token"}, 403: {"description": "Payload ids differ from the token"}}
 
 
 async def lifecycle_claims(

@@ -12,6 +12,7 @@ from clockify_core.catalog import webhook_path
 from clockify_core.manifest.model import (
     Component,
     LifecycleEntry,
+    LifecycleType,
     Manifest,
     Setting,
     SettingsHeader,
@@ -21,7 +22,7 @@ from clockify_core.manifest.model import (
 )
 from clockify_core.tiers import ServiceProfile
 
-LIFECYCLE_PATHS = {
+LIFECYCLE_PATHS: dict[LifecycleType, str] = {
     "INSTALLED": "/lifecycle/installed",
     "DELETED": "/lifecycle/deleted",
     "SETTINGS_UPDATED": "/lifecycle/settings-updated",
@@ -38,14 +39,14 @@ DEFAULT_SETTINGS = StructuredSettings(
             header=SettingsHeader(title="Workspace mirror"),
             settings=[
                 Setting(id="sync_enabled", name="Keep the mirror in sync", type="CHECKBOX", value=True,
-                        accessLevel="ADMINS", description="Pull changes on a schedule besides webhooks"),
+                        access_level="ADMINS", description="Pull changes on a schedule besides webhooks"),
                 Setting(id="sync_interval_minutes", name="Sync every (minutes)", type="NUMBER", value=15,
-                        accessLevel="ADMINS", description="How often incremental sync runs"),
+                        access_level="ADMINS", description="How often incremental sync runs"),
                 Setting(id="backfill_months", name="Backfill months of history", type="NUMBER", value=0,
-                        accessLevel="ADMINS",
+                        access_level="ADMINS",
                         description="Time entries older than bootstrap's window to fetch; 0 fetches none"),
                 Setting(id="flows_enabled", name="Run flows", type="CHECKBOX", value=True,
-                        accessLevel="ADMINS", description="Switch every flow of this workspace on or off"),
+                        access_level="ADMINS", description="Switch every flow of this workspace on or off"),
             ],
         )
     ]
@@ -78,12 +79,12 @@ def build_manifest(
             "baseUrl": base_url.rstrip("/"),
             "minimalSubscriptionPlan": (plan if profile.plan_configurable and plan else profile.default_plan),
             "scopes": list(profile.scopes),
-            "lifecycle": [LifecycleEntry(type=t, path=p) for t, p in LIFECYCLE_PATHS.items()],  # type: ignore[arg-type]
+            "lifecycle": [LifecycleEntry(type=t, path=p) for t, p in LIFECYCLE_PATHS.items()],
             "webhooks": [
                 WebhookEntry(event=e, path=webhook_path(e)) for e in manifest_webhook_events(profile, webhook_cap)
             ],
             "components": [
-                Component(type="sidebar", accessLevel="ADMINS", path=SIDEBAR_PATH, label=profile.sidebar_label)
+                Component(type="sidebar", access_level="ADMINS", path=SIDEBAR_PATH, label=profile.sidebar_label)
             ],
             "settings": DEFAULT_SETTINGS,
         }

@@ -56,6 +56,10 @@ def _older(days: int, now: datetime) -> datetime | None:
     return now - timedelta(days=days) if days > 0 else None
 
 
+def _workspace_rows(table: Table, workspace_id: str) -> Callable[[], ColumnElement[bool]]:
+    return lambda: table.c.workspace_id == workspace_id
+
+
 async def purge_expired_workspaces(runtime: Runtime, now: datetime) -> int:
     """Remove the data of workspaces uninstalled with a retention period that has now passed."""
     async with runtime.sessions() as session:
@@ -70,9 +74,7 @@ async def purge_expired_workspaces(runtime: Runtime, now: datetime) -> int:
     for workspace_id in due:
         for table in reversed(metadata.sorted_tables):
             if "workspace_id" in table.c and table.name not in _KEEP_ON_PURGE:
-                removed += await delete_in_batches(
-                    runtime, table, lambda t=table, ws=workspace_id: t.c.workspace_id == ws
-                )
+                removed += await delete_in_batches(runtime, table, _workspace_rows(table, workspace_id))
         async with runtime.sessions.begin() as session:
             await session.execute(
                 update(Installation).where(Installation.workspace_id == workspace_id).values(purge_after=None)
@@ -81,30 +83,36 @@ async def purge_expired_workspaces(runtime: Runtime, now: datetime) -> int:
     return removed
 
 
+Condition = Callable[[], ColumnElement[bool]]
+
+
+def _table(model: type[Any]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
 async def run_retention(runtime: Runtime, *, now: datetime | None = None) -> dict[str, int]:
     """One retention pass over every table with a window; the counts removed per table."""
     now = now or utcnow()
     config = runtime.settings.retention
-    inbox = InboxEvent.__table__
-    plans: list[tuple[str, Table, Any]] = []
-    if cutoff := _older(config.inbox_days, now):
-        plans.append(("inbox_events", inbox, lambda c=cutoff: (inbox.c.status == InboxStatus.DONE) & (inbox.c.processed_at < c)))
-    if cutoff := _older(config.dead_letter_days, now):
-        plans.append(("dead_letters", inbox, lambda c=cutoff: (inbox.c.status == InboxStatus.DEAD) & (inbox.c.received_at < c)))
-    if cutoff := _older(config.api_call_days, now):
-        calls = ApiCall.__table__
-        plans.append(("api_calls", calls, lambda c=cutoff: calls.c.created_at < c))
-    if cutoff := _older(config.flow_run_days, now):
-        runs = FlowRun.__table__
-        plans.append(("flow_runs", runs, lambda c=cutoff: (runs.c.started_at < c) & runs.c.finished_at.is_not(None)))
-    if cutoff := _older(config.job_days, now):
-        jobs = Job.__table__
-        finished = [JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED]
-        plans.append(("jobs", jobs, lambda c=cutoff: jobs.c.status.in_(finished) & (jobs.c.finished_at < c)))
+    inbox, calls, runs, jobs = _table(InboxEvent), _table(ApiCall), _table(FlowRun), _table(Job)
+    finished = [JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED]
+    windows: list[tuple[str, Table, int, Callable[[datetime], Condition]]] = [
+        ("inbox_events", inbox, config.inbox_days,
+         lambda c: lambda: (inbox.c.status == InboxStatus.DONE) & (inbox.c.processed_at < c)),
+        ("dead_letters", inbox, config.dead_letter_days,
+         lambda c: lambda: (inbox.c.status == InboxStatus.DEAD) & (inbox.c.received_at < c)),
+        ("api_calls", calls, config.api_call_days, lambda c: lambda: calls.c.created_at < c),
+        ("flow_runs", runs, config.flow_run_days,
+         lambda c: lambda: (runs.c.started_at < c) & runs.c.finished_at.is_not(None)),
+        ("jobs", jobs, config.job_days, lambda c: lambda: jobs.c.status.in_(finished) & (jobs.c.finished_at < c)),
+    ]
     removed: dict[str, int] = {}
-    for label, table, condition in plans:
-        assert isinstance(table, Table)
-        removed[label] = await delete_in_batches(runtime, table, condition, label=label)
+    for label, table, days, condition in windows:
+        cutoff = _older(days, now)
+        if cutoff is not None:
+            removed[label] = await delete_in_batches(runtime, table, condition(cutoff), label=label)
     removed["uninstalled_workspaces"] = await purge_expired_workspaces(runtime, now)
     if any(removed.values()):
         log.info("retention.done", **removed)

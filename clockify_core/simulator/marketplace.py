@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
-import jsonschema  # type: ignore[import-untyped]
+import jsonschema
 import orjson
 
 from clockify_core.errors import BadRequest, Conflict, NotFound, UpstreamError

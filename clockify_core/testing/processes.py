@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -65,7 +66,7 @@ class ServiceProcess:
             self.proc = self._spawn(subprocess.DEVNULL)
         return self
 
-    def _spawn(self, log: object) -> subprocess.Popen[bytes]:
+    def _spawn(self, log: int | IO[bytes]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(  # noqa: S603 - fixed interpreter and arguments
             self.command(), env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
             start_new_session=True,

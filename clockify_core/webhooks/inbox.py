@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, cast
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import orjson
 from sqlalchemy import Table, and_, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
