@@ -52,7 +52,7 @@ RUNTIME_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("WEB_CONCURRENCY", "2", "Gunicorn worker processes per container"),
     ("GRACEFUL_TIMEOUT", "20", "Seconds gunicorn lets in-flight requests finish on shutdown"),
     ("WORKER_TIMEOUT", "60", "Seconds before gunicorn restarts a silent worker"),
-    ("PROMETHEUS_MULTIPROC_DIR", "/dev/shm/prometheus",
+    ("PROMETHEUS_MULTIPROC_DIR", "/dev/shm/prometheus",  # noqa: S108 - the image's own in-memory directory
      "Where gunicorn workers share their metrics so one scrape sums them; emptied at server start"),
     ("FORWARDED_ALLOW_IPS", "127.0.0.1,::1", "Proxies whose X-Forwarded-* headers gunicorn trusts (behind TLS termination)"),
     ("MIGRATE_ON_START", "false", "Run `<service> migrate` in the entrypoint before the server starts"),

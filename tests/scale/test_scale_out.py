@@ -14,8 +14,8 @@ What it proves, each by an observable that would show the failure:
   (stored, or counted on the row it duplicates).
 * **One outbound budget.** Both instances call Clockify at once (bootstrap, webhook
   refetches, syncs) with a budget of ``RATE``/s and ``BURST`` shared through Redis. The
-  simulator logs every request and enforces the same rate with one token of slack for the
-  network between our limiter and it: zero 429s, and the request log replayed through that
+  simulator logs every request and enforces the same rate with ``SLACK`` tokens of slack
+  for the trip between our limiter and it: zero 429s, and the request log replayed through that
   token bucket never goes negative. Both instances were held back by the limiter, so the
   demand was above the budget (two unshared buckets would have spent twice the rate).
 * **One scheduler leader.** Both run the scheduler loop; the lease has one holder, the
@@ -220,6 +220,7 @@ async def test_two_instances_apply_each_event_once_share_the_budget_and_one_sche
     simulator_server: ServedSimulator, pg_url: str, redis_server_url: str, redis_prefix: str,
     redis_client: aioredis.Redis, tmp_path: Path,
 ) -> None:
+    # (redis_client: deletes this test's keys under redis_prefix afterwards.)
     sim = simulator_server
     control = sim.control
     control.put("/__sim/rate-limit", json={"enabled": True, "rate": RATE, "burst": BURST + SLACK}).raise_for_status()
@@ -265,6 +266,7 @@ async def run_scenario(sim: ServedSimulator, engine: AsyncEngine, balancer: Roun
         await wait_for("the inbox, jobs and flow runs to settle", lambda: settled(engine))
 
         await check_each_event_applied_once(sim, engine, instances, addon_id)
+        assert all(balancer.served[backend] > 0 for backend in balancer.backends), balancer.served
         check_shared_budget(sim, instances, addon_id, workspace_id, both=True)
 
         # The scheduler: both instances tick every 0.3 s; one leads.
