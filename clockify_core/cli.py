@@ -98,6 +98,24 @@ def build_cli(
 
     add_sync_commands(cli, settings, profile)
 
+    @cli.command("rotate-secrets")
+    def rotate_secrets_command() -> None:
+        """Re-encrypt stored tokens and secrets under the first ENCRYPTION_KEY (then drop the old keys)."""
+        from clockify_core.db import create_session_factory
+        from clockify_core.security.crypto import TokenCipher
+        from clockify_core.security.rotation import rotate_secrets
+
+        async def run() -> None:
+            s = settings()
+            engine = create_engine(s.database_url, s.database)
+            try:
+                counts = await rotate_secrets(create_session_factory(engine), TokenCipher(s.security.encryption_key))
+            finally:
+                await engine.dispose()
+            typer.echo(" ".join(f"{table}={n}" for table, n in counts.items()))
+
+        asyncio.run(run())
+
     @cli.command("show-config")
     def show_config() -> None:
         """Print the effective settings with secrets masked."""
