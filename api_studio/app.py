@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from clockify_core.catalog import COMMON_EVENTS
-from clockify_core.app import create_addon_app
-from clockify_core.tiers import ServiceProfile
 from api_studio.settings import Settings
+from clockify_core.app import create_addon_app
+from clockify_core.catalog import COMMON_EVENTS
+from clockify_core.tiers import ServiceProfile
 
 DESCRIPTION = (
     "Mirror a Clockify workspace (reference data by pull, time entries from webhooks), automate it with "

@@ -1,8 +1,8 @@
 """``api-studio`` command line: serve, migrate, worker and the operator commands."""
 
-from clockify_core.cli import build_cli
 from api_studio.app import PROFILE, create_app
 from api_studio.settings import Settings
+from clockify_core.cli import build_cli
 
 cli = build_cli(app_path="api_studio.main:app", settings_cls=Settings, profile=PROFILE, create_app=create_app)
 

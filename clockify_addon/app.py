@@ -6,11 +6,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from clockify_core.catalog import ALL_SCOPES, EVENTS_BY_PRIORITY
-from clockify_core.tiers import ALL_METHODS
-from clockify_core.app import create_addon_app
-from clockify_core.tiers import ServiceProfile
 from clockify_addon.settings import Settings
+from clockify_core.app import create_addon_app
+from clockify_core.catalog import ALL_SCOPES, EVENTS_BY_PRIORITY
+from clockify_core.tiers import ALL_METHODS, ServiceProfile
 
 DESCRIPTION = (
     "The reference Clockify add-on: full lifecycle, all events and scopes, hardened verification and a complete workspace mirror."

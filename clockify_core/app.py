@@ -7,6 +7,7 @@ Capabilities plug in at two points: routers (HTTP) and :func:`setup_runtime`
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -27,6 +28,7 @@ from clockify_core.lifecycle.registration import register_webhooks, unregister_w
 from clockify_core.lifecycle.router import router as lifecycle_router
 from clockify_core.manifest.router import router as manifest_router
 from clockify_core.mirror.handler import MirrorHandler
+from clockify_core.observability.bodylimit import BodyLimitMiddleware
 from clockify_core.observability.logging import configure_logging
 from clockify_core.observability.metrics import Metrics
 from clockify_core.observability.middleware import RequestContextMiddleware
@@ -43,6 +45,9 @@ from clockify_core.webhooks import custom
 from clockify_core.webhooks.router import fast_route as webhooks_fast_route
 from clockify_core.webhooks.router import router as webhooks_router
 from clockify_core.webhooks.worker import inbox_loop
+
+# The receivers bound their bodies themselves (WEBHOOKS__MAX_BODY_BYTES).
+WEBHOOK_PATHS = ("/webhooks/",)
 
 
 def setup_runtime(runtime: Runtime) -> None:
@@ -80,9 +85,12 @@ def create_addon_app(
     routers: tuple[APIRouter, ...] = (),
     clockify_transport: httpx.AsyncBaseTransport | None = None,
     configure_logs: bool = True,
+    server_process: bool = False,
 ) -> FastAPI:
     """Build a service app. ``clockify_transport`` replaces the innermost outbound layer
-    (tests route Clockify calls to the in-process simulator with it)."""
+    (tests route Clockify calls to the in-process simulator with it). ``server_process``
+    says the app owns its process (the ``main:app`` entry points under uvicorn or
+    gunicorn): after startup the garbage collector's heap is frozen."""
     if configure_logs:
         configure_logging(settings.logging)
     metrics = Metrics(service=profile.name)
@@ -94,6 +102,11 @@ def create_addon_app(
             app.state.runtime = runtime
             if settings.worker.enabled:
                 start_workers(runtime)
+            if server_process:
+                # Everything alive now (modules, routes, the OpenAPI index, pools) lives as long
+                # as the process: out of the collector's sight, a full collection no longer
+                # walks ~170k objects (30-60 ms with every request waiting) a few times a minute.
+                gc.freeze()
             try:
                 yield
             finally:
@@ -114,7 +127,9 @@ def create_addon_app(
     app.state.profile = profile
     app.state.metrics = metrics
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    # Added first, so it runs inside the request context and its 413 carries the request id.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.security.max_body_bytes, exempt=WEBHOOK_PATHS)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, access_log=settings.logging.access_log)
 
     # The webhook receiver takes the most traffic: served from a plain route ahead of all others.
     app.router.routes.insert(0, webhooks_fast_route)

@@ -102,11 +102,19 @@ class SecurityConfig(BaseModel):
         description="Key for tokens at rest; several comma-separated keys rotate (first encrypts)",
     )
     operator_api_key: SecretStr | None = Field(None, description="`X-API-Key` for the operator API; unset = refused")
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024,
+        description="Largest request body of every route but the webhook receivers (WEBHOOKS__MAX_BODY_BYTES); 413 above",
+    )
 
 
 class LoggingConfig(BaseModel):
     level: str = "INFO"
     format: Literal["auto", "json", "console"] = "auto"
+    access_log: Literal["all", "errors", "off"] = Field(
+        "errors",
+        description="One `http.request` line per request: all, only answers >= 400 or slower than 1 s, or none",
+    )
 
 
 class RedisConfig(BaseModel):

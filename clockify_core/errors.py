@@ -267,6 +267,31 @@ async def _handle_http_exception(request: Request, exc: Exception) -> Response:
     return problem_response(body, headers=exc.headers)
 
 
+# SQLSTATE class 22, "data exception": the database refused a value the statement carried.
+_DATA_EXCEPTIONS = {
+    "22021": "text contains a NUL character",  # character_not_in_repertoire
+    "22P05": "text contains a NUL character (\\u0000)",  # untranslatable_character (JSONB)
+    "22001": "a text is longer than the database allows",  # string_data_right_truncation
+    "22003": "a number is out of range",  # numeric_value_out_of_range
+    "22000": "a number is out of range or a value has the wrong form",  # asyncpg refused to encode it
+}
+
+
+def refused_value(exc: BaseException) -> str | None:
+    """Why the database refused a value (SQLSTATE class 22), or None for any other error.
+
+    Values reach statements from requests; a NUL character, which PostgreSQL text and JSONB
+    cannot hold, can sit in any string of any body, query or path, so it is refused here
+    once rather than by every field.
+    """
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return None
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if not isinstance(sqlstate, str) or not sqlstate.startswith("22"):
+        return None
+    return _DATA_EXCEPTIONS.get(sqlstate, "a value is malformed or out of range")
+
+
 def is_database_outage(exc: BaseException) -> bool:
     """True for errors that mean "the database is unreachable", not "the query is wrong"."""
     if isinstance(exc, sa_exc.TimeoutError | ConnectionError | TimeoutError):
@@ -277,6 +302,11 @@ def is_database_outage(exc: BaseException) -> bool:
 
 
 async def _handle_database_error(request: Request, exc: Exception) -> Response:
+    reason = refused_value(exc)
+    if reason is not None:
+        log.warning("request.value_refused", error=type(exc).__name__, reason=reason, path=request.url.path)
+        refused = BadRequest(f"the request holds a value that cannot be stored: {reason}")
+        return problem_response(refused.to_problem(instance=request.url.path, request_id=_request_id(request)))
     if not is_database_outage(exc):
         return await _handle_unexpected(request, exc)
     # 503 tells Clockify (and load balancers) to come back: nothing was accepted.

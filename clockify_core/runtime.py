@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
+import structlog
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from clockify_core.client import ClockifyClient
@@ -80,7 +80,7 @@ class Runtime:
 
         self.tasks.append(asyncio.create_task(supervised(), name=name))
 
-    async def idle(self, wakeup: asyncio.Event, timeout: float) -> None:
+    async def idle(self, wakeup: asyncio.Event, timeout: float) -> None:  # noqa: ASYNC109 - a wait budget
         """Sleep until ``timeout``, shutdown, or ``wakeup`` is set (then clear it)."""
         waiters = [asyncio.create_task(self.stop.wait()), asyncio.create_task(wakeup.wait())]
         try:
@@ -90,7 +90,7 @@ class Runtime:
                 waiter.cancel()
             wakeup.clear()
 
-    async def shutdown(self, timeout: float = 10.0) -> None:
+    async def shutdown(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 - a grace period
         self.stop.set()
         if self.tasks:
             _done, pending = await asyncio.wait(self.tasks, timeout=timeout)

@@ -6,10 +6,9 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from clockify_core.catalog import ALL_SCOPES, EVENTS_BY_PRIORITY
-from clockify_core.tiers import ALL_METHODS
 from clockify_core.app import create_addon_app
-from clockify_core.tiers import ServiceProfile
+from clockify_core.catalog import ALL_SCOPES, EVENTS_BY_PRIORITY
+from clockify_core.tiers import ALL_METHODS, ServiceProfile
 from universal_webhook.settings import Settings
 
 DESCRIPTION = (

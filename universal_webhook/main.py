@@ -2,4 +2,4 @@
 
 from universal_webhook.app import create_app
 
-app = create_app()
+app = create_app(server_process=True)

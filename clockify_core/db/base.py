@@ -8,8 +8,9 @@ The same models run on SQLite (embedded default) and PostgreSQL (production):
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
+from annotated_types import Ge, Le
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -27,6 +28,10 @@ NAMING_CONVENTION = {
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 # SQLite only autoincrements INTEGER PRIMARY KEY, so big ids are plain integers there.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+# The id of a BigIntPK row as a request names it (path, query or body). A larger number matches
+# no row and does not fit the driver's 64-bit parameter: refused as a 422 before any query.
+BIGINT_MAX = 2**63 - 1
+RowId = Annotated[int, Ge(1), Le(BIGINT_MAX)]
 
 
 def utcnow() -> datetime:

@@ -3,9 +3,9 @@
 from clockify_core.db.base import Base
 from clockify_core.explorer.models import ApiCall
 from clockify_core.flows.models import Flow, FlowRun
+from clockify_core.jobs.models import Job
 from clockify_core.lifecycle.models import Installation, WebhookSubscription
 from clockify_core.mirror.models import Client, Entity, Project, Tag, Task, TimeEntry, User
-from clockify_core.jobs.models import Job
 from clockify_core.sync.models import SchedulerLease, SyncState
 from clockify_core.webhooks.models import CustomWebhookSource, InboxEvent
 

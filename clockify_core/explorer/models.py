@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from clockify_core.db.base import BigIntPK, Base, UtcDateTime, utcnow
+from clockify_core.db.base import Base, BigIntPK, UtcDateTime, utcnow
 
 
 class ApiCall(Base):

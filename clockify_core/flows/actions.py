@@ -23,6 +23,7 @@ from clockify_core.flows.network import (
 )
 from clockify_core.flows.paths import Context
 from clockify_core.flows.templates import (
+    CONTROL_CHARACTERS,
     JsonTemplate,
     TemplateError,
     TextTemplate,
@@ -308,6 +309,10 @@ def _http_request(
             if secret is not None:
                 headers[name] = secret
         elif isinstance(value, str):
+            if CONTROL_CHARACTERS.search(value):
+                # The rendered value is checked again at run time (templates may bring them in).
+                bad.append(Problem(hloc, "a header value may not contain control characters (CR, LF...)"))
+                continue
             headers[name] = compile_text(value, hloc)
         else:
             bad.append(Problem(hloc, "a header value is a string or {\"secret\": value}"))
@@ -336,7 +341,7 @@ def _secret(value: Mapping[str, Any], loc: tuple[str | int, ...], problems: Acti
     if set(value) == {"secret_encrypted"} and isinstance(value["secret_encrypted"], str):
         return SecretHeader(encrypted=value["secret_encrypted"])
     if set(value) == {"secret"} and isinstance(value["secret"], str) and value["secret"]:
-        if re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value["secret"]):
+        if CONTROL_CHARACTERS.search(value["secret"]):
             problems.invalid.append(Problem(loc, "a secret header value may not contain control characters"))
             return None
         return SecretHeader(plain=value["secret"])
@@ -398,6 +403,8 @@ def render_api_call(action: ClockifyApiAction, ctx: Context, workspace_id: str) 
         path = action.operation.format_path(params)
     except KeyError as exc:
         raise TemplateError(f"path parameter {exc.args[0]!r} rendered empty") from exc
+    except ValueError as exc:
+        raise TemplateError(f"rendered {exc}") from exc
     entity_ids = [v for k, v in params.items() if k != "workspaceId" and v] if action.writes else []
     body = action.body.render(ctx) if action.body is not None else None
     return RenderedApiCall(

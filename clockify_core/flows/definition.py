@@ -102,7 +102,15 @@ def compile_definition(
     prefix: tuple[str, ...] = ("body",),
 ) -> CompiledFlow:
     """Compile ``data`` ({trigger, conditions, actions}) or raise with every problem found."""
-    size = len(orjson.dumps({k: data.get(k) for k in ("trigger", "conditions", "actions")}))
+    try:
+        size = len(orjson.dumps({k: data.get(k) for k in ("trigger", "conditions", "actions")}))
+    except TypeError:
+        # JSON parsed by the API keeps integers of any size; orjson (and so the executor and
+        # the templates, which serialise values with it) takes 64 bits at most.
+        raise ValidationFailed(
+            "the flow definition holds an integer outside the 64-bit range",
+            errors=[{"location": render_location(prefix, ()), "message": "integer out of range", "kind": "out_of_range"}],
+        ) from None
     if size > config.max_definition_bytes:
         raise ValidationFailed(
             f"the flow definition is {size} bytes; at most {config.max_definition_bytes}",

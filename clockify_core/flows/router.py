@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from clockify_core.access import AdminDep, UserDep
+from clockify_core.db.base import RowId
 from clockify_core.deps import RuntimeDep, SessionDep
 from clockify_core.errors import ValidationFailed
 from clockify_core.flows import service
@@ -82,7 +83,7 @@ async def list_runs(
     user: UserDep,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before_id: Annotated[int | None, Query(description="Only runs older than this id")] = None,
+    before_id: Annotated[RowId | None, Query(description="Only runs older than this id")] = None,
     status: Annotated[str | None, Query(description="QUEUED, SUCCEEDED, FAILED, ...")] = None,
     matched: bool | None = None,
 ) -> FlowRunPage:
@@ -96,7 +97,7 @@ async def list_runs(
 
 
 @router.get("/{flow_id}/runs/{run_id}", summary="One run, with its event for admins")
-async def read_run(flow_id: str, run_id: int, user: UserDep, session: SessionDep) -> FlowRunRead:
+async def read_run(flow_id: str, run_id: RowId, user: UserDep, session: SessionDep) -> FlowRunRead:
     run = await service.get_run(session, user.workspace_id, flow_id, run_id)
     return service.run_to_read(run, with_event=user.is_admin)
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from clockify_core.db.base import RowId
 
 
 class FlowCreate(BaseModel):
@@ -80,6 +83,17 @@ class SampleEvent(BaseModel):
     source: str = Field("clockify", pattern="^(clockify|custom)$")
     source_ref: str | None = Field(None, description="The custom source id for a custom event")
 
+    @field_validator("body")
+    @classmethod
+    def _fits_64_bits(cls, value: Any) -> Any:
+        # Received events are parsed by orjson, whose integers have 64 bits; so do the templates
+        # and actions that serialise event values. A sample may not hold what no event can.
+        try:
+            orjson.dumps(value)
+        except TypeError:
+            raise ValueError("integers in an event body must fit in 64 bits") from None
+        return value
+
 
 class DryRunRequest(BaseModel):
     """One of ``event`` (a sample) or ``inbox_event_id`` (a past event of this workspace)."""
@@ -87,7 +101,7 @@ class DryRunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     event: SampleEvent | None = None
-    inbox_event_id: int | None = None
+    inbox_event_id: RowId | None = None
     flow: FlowCreate | None = Field(None, description="Try this unsaved definition instead (POST /api/flows/dry-run)")
 
     @model_validator(mode="after")

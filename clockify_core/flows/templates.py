@@ -33,7 +33,8 @@ from clockify_core.flows.paths import MISSING, Context, PathError, Selector, com
 
 _PLACEHOLDER = re.compile(r"(?<!\\)\{\{\s*(\.\.\.)?\s*(\$[^{}]*?)\s*\}\}")
 _ESCAPED = "\\{{"
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Control characters a header value may not hold (tab is allowed): CR/LF would inject headers.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 MAX_DEPTH = 32
 
 
@@ -200,7 +201,7 @@ def _render(node: Any, ctx: Context) -> Any:
 def header_value(template: TextTemplate, ctx: Context) -> str:
     """Rendered header text; control characters (CR/LF injection) are refused."""
     text = template.text(ctx)
-    if _CONTROL.search(text):
+    if CONTROL_CHARACTERS.search(text):
         raise TemplateError("a rendered header value contains a control character (CR, LF...)")
     return text
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from clockify_core.db.base import BigIntPK, Base, JsonType, UtcDateTime, utcnow
+from clockify_core.db.base import Base, BigIntPK, JsonType, UtcDateTime, utcnow
 
 
 class JobKind(StrEnum):

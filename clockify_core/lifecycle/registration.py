@@ -18,8 +18,16 @@ from clockify_core.client import ClockifyApiError, decode_json
 from clockify_core.client.errors import body_excerpt
 from clockify_core.jobs.models import Job
 from clockify_core.jobs.worker import JobContext
-from clockify_core.lifecycle.models import SubscriptionSource, SubscriptionStatus, WebhookSubscription
-from clockify_core.lifecycle.repository import get_installation, installation_api, require_installation
+from clockify_core.lifecycle.models import (
+    SubscriptionSource,
+    SubscriptionStatus,
+    WebhookSubscription,
+)
+from clockify_core.lifecycle.repository import (
+    get_installation,
+    installation_api,
+    require_installation,
+)
 from clockify_core.manifest.builder import runtime_webhook_events
 from clockify_core.runtime import Runtime
 from clockify_core.security.crypto import token_digest

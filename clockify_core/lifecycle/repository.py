@@ -8,7 +8,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.errors import Conflict, NotFound
-from clockify_core.lifecycle.models import Installation, InstallationStatus, SubscriptionStatus, WebhookSubscription
+from clockify_core.lifecycle.models import (
+    Installation,
+    InstallationStatus,
+    SubscriptionStatus,
+    WebhookSubscription,
+)
 
 if TYPE_CHECKING:
     from clockify_core.client import WorkspaceApi

@@ -34,7 +34,11 @@ from clockify_core.lifecycle.schemas import (
     SettingsUpdatedPayload,
     StatusChangedPayload,
 )
-from clockify_core.manifest.builder import DEFAULT_SETTINGS, manifest_webhook_events, runtime_webhook_events
+from clockify_core.manifest.builder import (
+    DEFAULT_SETTINGS,
+    manifest_webhook_events,
+    runtime_webhook_events,
+)
 from clockify_core.runtime import Runtime
 from clockify_core.security.crypto import token_digest
 from clockify_core.security.tokens import ClockifyClaims, TokenKind, ensure_workspace

@@ -33,9 +33,9 @@ def redact_text(text: str) -> str:
 
 
 def _redact_value(key: str | None, value: Any, depth: int = 0) -> Any:
-    if key is not None and _SECRET_KEY.search(key) and value not in (None, "", [], {}):
-        if not isinstance(value, bool | int | float):
-            return REDACTED
+    if (key is not None and _SECRET_KEY.search(key) and value not in (None, "", [], {})
+            and not isinstance(value, bool | int | float)):
+        return REDACTED
     if depth > 8:
         return value
     if isinstance(value, str):

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request id, access metrics, and the last-resort 500 problem.
+"""Pure ASGI middleware: request id, access metrics and log, and the last-resort 500 problem.
 
 Pure ASGI rather than ``BaseHTTPMiddleware``: it adds no task per request and
 does not buffer bodies, which matters on the webhook hot path.
@@ -21,6 +21,8 @@ from clockify_core.observability.metrics import Metrics
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 log = structlog.get_logger("clockify_core.http")
 _MAX_CACHED_CHILDREN = 1000
+# With ``access_log="errors"``, a request this slow is logged whatever its status.
+SLOW_REQUEST_SECONDS = 1.0
 
 
 def _route_template(scope: Scope) -> str:
@@ -31,9 +33,10 @@ def _route_template(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: str = "errors") -> None:
         self.app = app
         self.metrics = metrics
+        self.access_log = access_log
         # Labelled children by (route, method, status): ``labels()`` takes a lock and builds
         # keys on every call, a visible cost on the webhook route.
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
@@ -76,7 +79,14 @@ class RequestContextMiddleware:
             await _send_problem_500(send_wrapper, scope, request_id)
         finally:
             elapsed = time.perf_counter() - started
-            self._record(_route_template(scope), scope.get("method", ""), str(status_holder["status"]), elapsed)
+            route, method, status = _route_template(scope), scope.get("method", ""), int(status_holder["status"])
+            self._record(route, method, str(status), elapsed)
+            if self.access_log == "all" or (
+                self.access_log == "errors" and (status >= 400 or elapsed >= SLOW_REQUEST_SECONDS)
+            ):
+                # The path without its query string: queries may carry what a log must not.
+                log.info("http.request", method=method, path=scope.get("path"), route=route, status=status,
+                         duration_ms=round(elapsed * 1000, 2))
             structlog.contextvars.unbind_contextvars("request_id")
 
 

@@ -18,9 +18,15 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.client import WorkspaceApi
-from clockify_core.errors import Forbidden, MethodNotAllowedForTier, NotFound, ValidationFailed, WorkspaceMismatch
+from clockify_core.errors import (
+    Forbidden,
+    MethodNotAllowedForTier,
+    NotFound,
+    ValidationFailed,
+    WorkspaceMismatch,
+)
 from clockify_core.explorer.models import ApiCall
-from clockify_core.openapi.index import OpenApiIndex, Operation
+from clockify_core.openapi.index import OpenApiIndex, Operation, path_value_problem
 from clockify_core.tiers import ServiceProfile
 
 MAX_RESPONSE_BYTES = 1024 * 1024
@@ -99,6 +105,8 @@ def prepare_call(
             errors.append({"location": f"pathParams.{param.name}", "message": "required"})
         elif not isinstance(value, str | int):
             errors.append({"location": f"pathParams.{param.name}", "message": "must be a string"})
+        elif problem := path_value_problem(str(value)):
+            errors.append({"location": f"pathParams.{param.name}", "message": problem})
     declared_query = {p.name: p for p in operation.query_parameters}
     for name, value in query.items():
         if name not in declared_query:

@@ -105,16 +105,32 @@ class Operation:
     def format_path(self, path_params: Mapping[str, str]) -> str:
         """The concrete path with each ``{name}`` replaced by its percent-encoded value.
 
-        Raises :class:`KeyError` naming a missing parameter.
+        Raises :class:`KeyError` naming a missing parameter and :class:`ValueError` for a
+        value that would change the path's shape (see :func:`path_value_problem`).
         """
 
         def substitute(found: re.Match[str]) -> str:
             name = found.group(1)
             if name not in path_params or not str(path_params[name]):
                 raise KeyError(name)
-            return quote(str(path_params[name]), safe="")
+            value = str(path_params[name])
+            if problem := path_value_problem(value):
+                raise ValueError(f"path parameter {name!r} {problem}")
+            return quote(value, safe="")
 
         return _TEMPLATE.sub(substitute, self.path)
+
+
+def path_value_problem(value: str) -> str | None:
+    """Why ``value`` cannot fill a path parameter, or ``None``.
+
+    Percent-encoding keeps ``/``, ``?`` and ``#`` inside the segment, but ``.`` and ``..``
+    survive it and are resolved by URL libraries and servers into the same or the parent
+    path: another operation than the one that was checked.
+    """
+    if value in (".", ".."):
+        return "must not be '.' or '..'"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from clockify_core.access import OperatorDep
+from clockify_core.db.base import RowId
 from clockify_core.deps import ProfileDep, RuntimeDep, SessionDep
 from clockify_core.lifecycle.models import Installation
 from clockify_core.lifecycle.repository import require_installation
@@ -29,7 +30,7 @@ class InstallationSummary(BaseModel):
 
 class ReplayRequest(BaseModel):
     workspace_id: str | None = None
-    ids: list[int] | None = Field(None, max_length=10_000)
+    ids: list[RowId] | None = Field(None, max_length=10_000)
 
 
 class ReplayResult(BaseModel):

@@ -5,7 +5,9 @@ whole checklist: the algorithm is pinned to RS256 before any key is touched; the
 signature must verify under a key from the :class:`~clockify_core.security.keys.KeyProvider`;
 ``iss`` must be ``clockify``, ``type`` must be ``addon`` and ``sub`` the add-on key;
 ``exp`` is honoured when present and required on user tokens only (installation and
-webhook tokens never expire); ``workspaceId`` and ``addonId`` must be present.
+webhook tokens never expire); ``workspaceId`` and ``addonId`` must be present. A user
+token must name its ``user``, and a token carrying the claims only user tokens have
+(``workspaceRole``, ``theme``, ``language``) is refused as any other kind.
 
 Checks that need stored state stay with the caller: that the claims match the stored
 installation (:func:`ensure_workspace`) and that a webhook token equals the one stored
@@ -64,6 +66,11 @@ class TokenKind(StrEnum):
 # Only user tokens are documented to expire; demanding `exp` elsewhere would refuse
 # valid installation and webhook tokens (REFERENCE §5, checklist item 2).
 EXP_REQUIRED: frozenset[TokenKind] = frozenset({TokenKind.USER})
+
+# Claims only a user token carries (REFERENCE §5). Every member of a workspace holds a user
+# token in the sidebar iframe; it must never pass where only Clockify sends tokens: lifecycle
+# calls (an uninstall purges the workspace), webhooks and the INSTALLED body.
+USER_ONLY_CLAIMS: tuple[str, ...] = ("workspaceRole", "theme", "language")
 
 # Optional string claims: attribute name -> claim name.
 _OPTIONAL_CLAIMS: Mapping[str, str] = {
@@ -262,6 +269,8 @@ class TokenVerifier:
                 if cached.expires_at is not None:
                     self._cache.discard(digest)
                 raise
+            # Verified before as one kind; the rules of the kind asked for now still apply.
+            _check_kind(cached.claims.raw, kind)
             return cached.claims
 
         header = _decode_json_segment(header_segment, "header")
@@ -278,7 +287,9 @@ class TokenVerifier:
         now = self._clock()
         expires_at = self._check_claims(payload, kind, now)
         claims = ClockifyClaims.from_payload(payload)
+        # Cached before the kind check: the token is genuine whatever it may be used as.
         self._cache.put(digest, _Verified(claims, expires_at))
+        _check_kind(payload, kind)
         return claims
 
     def _verified_payload(self, token: str, keys: list[RSAPublicKey]) -> bytes:
@@ -318,6 +329,16 @@ class TokenVerifier:
             return
         if now > expires_at + self._leeway:
             raise TokenInvalid("token expired")
+
+
+def _check_kind(payload: Mapping[str, Any], kind: TokenKind) -> None:
+    """A user token names its user; no other kind carries the claims of a user token."""
+    if kind is TokenKind.USER:
+        user = payload.get("user")
+        if not isinstance(user, str) or not user:
+            raise TokenInvalid("user token must carry user")
+    elif any(payload.get(claim) is not None for claim in USER_ONLY_CLAIMS):
+        raise TokenInvalid(f"user tokens are not {kind.value} tokens")
 
 
 _B64URL_VALUES = {

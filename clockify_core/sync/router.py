@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from clockify_core.access import OperatorDep
+from clockify_core.db.base import RowId
 from clockify_core.deps import ProfileDep, RuntimeDep, SessionDep
 from clockify_core.errors import NotFound
 from clockify_core.jobs.models import Job, JobKind
@@ -108,7 +109,7 @@ async def jobs(
 
 
 @router.get("/jobs/{job_id}", summary="One job")
-async def job(job_id: int, _: OperatorDep, session: SessionDep) -> OperatorJobRead:
+async def job(job_id: RowId, _: OperatorDep, session: SessionDep) -> OperatorJobRead:
     found = await session.get(Job, job_id)
     if found is None:
         raise NotFound(f"job {job_id} does not exist")
@@ -116,7 +117,7 @@ async def job(job_id: int, _: OperatorDep, session: SessionDep) -> OperatorJobRe
 
 
 @router.post("/jobs/{job_id}/cancel", summary="Cancel a queued or running job")
-async def cancel(job_id: int, _: OperatorDep, session: SessionDep) -> OperatorJobRead:
+async def cancel(job_id: RowId, _: OperatorDep, session: SessionDep) -> OperatorJobRead:
     return OperatorJobRead.model_validate(await service.cancel_job(session, job_id), from_attributes=True)
 
 

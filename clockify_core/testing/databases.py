@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from pathlib import Path
@@ -40,7 +39,7 @@ async def postgres_reachable(url: str) -> str | None:
     """None when the server answers, else the reason it does not."""
     try:
         conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=3)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         return f"{type(exc).__name__}: {exc}"
     await conn.close()
     return None

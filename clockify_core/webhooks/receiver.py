@@ -148,6 +148,9 @@ async def accept_clockify_webhook(runtime: Runtime, request: Request, route_even
         raise WorkspaceMismatch("body workspaceId differs from the token's workspace")
     spec = EVENTS[route_event]
     row_id = entity_id(spec.kind, data, spec.id_field)
+    if row_id is not None and "\x00" in row_id:
+        # No Clockify id holds one, and the inbox's entity key (PostgreSQL text) cannot.
+        raise MalformedBody("the entity id in the body contains a NUL character")
     entity_key = f"{spec.kind}:{row_id}" if row_id else None
     if entity_key is not None and len(entity_key) > ENTITY_KEY_MAX:
         # Clockify ids are 24 characters; a longer one still orders its events, by digest.

@@ -133,6 +133,8 @@ async def test_per_call_max_wait_refuses_instead_of_waiting(make_client: Any, cl
     await api.get_json("/v1/workspaces/ws1/tags", max_wait=0.0)  # the burst token
     with pytest.raises(RateLimited):
         await api.get_json("/v1/workspaces/ws1/tags", max_wait=0.0)
-    assert len(seen) == 1 and sleeper.calls == []
+    assert len(seen) == 1
+    assert sleeper.calls == []
     await api.get_json("/v1/workspaces/ws1/tags")  # without the cap it waits its turn
-    assert len(seen) == 2 and sleeper.calls == [pytest.approx(1.0)]
+    assert len(seen) == 2
+    assert sleeper.calls == [pytest.approx(1.0)]

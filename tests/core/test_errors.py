@@ -85,9 +85,11 @@ async def test_validation_errors_use_the_same_shape(client: httpx.AsyncClient) -
 
 async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient) -> None:
     r = await client.get("/nowhere")
-    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+    assert r.status_code == 404
+    assert r.headers["content-type"] == "application/problem+json"
     r = await client.delete("/token")
-    assert r.status_code == 405 and r.json()["status"] == 405
+    assert r.status_code == 405
+    assert r.json()["status"] == 405
 
 
 async def test_unexpected_exception_is_a_logged_500_without_internals(client: httpx.AsyncClient) -> None:
@@ -96,4 +98,6 @@ async def test_unexpected_exception_is_a_logged_500_without_internals(client: ht
     body = r.json()
     assert r.headers["content-type"] == "application/problem+json"
     assert body["request_id"] == r.headers["x-request-id"]
-    assert "secret internals" not in r.text and "Traceback" not in r.text and "RuntimeError" not in r.text
+    assert "secret internals" not in r.text
+    assert "Traceback" not in r.text
+    assert "RuntimeError" not in r.text

@@ -48,7 +48,8 @@ async def test_ready_follows_the_database_without_a_restart(pg_proxy: tuple[TcpP
         assert r.status_code == 503
         assert r.headers["content-type"] == "application/problem+json"
         body = r.json()
-        assert "database" in body["detail"] and body["checks"]["database"] != "ok"
+        assert "database" in body["detail"]
+        assert body["checks"]["database"] != "ok"
         assert (await client.get("/healthz")).status_code == 200  # alive, just not ready
 
         await proxy.restore()
@@ -63,7 +64,8 @@ async def test_ready_names_redis_when_it_is_configured_and_down(sqlite_url: str)
         assert r.status_code == 503
         assert r.headers["content-type"] == "application/problem+json"
         body = r.json()
-        assert body["checks"]["database"] == "ok" and body["checks"]["redis"] != "ok"
+        assert body["checks"]["database"] == "ok"
+        assert body["checks"]["redis"] != "ok"
         assert "redis" in body["detail"]
 
 
@@ -77,7 +79,8 @@ async def test_redis_can_be_made_optional_for_readiness(sqlite_url: str) -> None
     async with running_app(create_addon_app(settings)) as client:
         r = await client.get("/ready")
         assert r.status_code == 200
-        assert r.json()["status"] == "degraded" and r.json()["checks"]["redis"] != "ok"
+        assert r.json()["status"] == "degraded"
+        assert r.json()["checks"]["redis"] != "ok"
 
 
 async def test_ready_reports_unmigrated_database(pg_empty_url: str) -> None:
@@ -95,12 +98,14 @@ async def test_metrics_and_request_ids(sqlite_url: str, redis_server_url: str) -
         r = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
         assert r.headers["x-request-id"] == "abc-123"
         generated = (await client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})).headers["x-request-id"]
-        assert generated != "bad id with spaces" and len(generated) == 32
+        assert generated != "bad id with spaces"
+        assert len(generated) == 32
         await client.get("/no/such/route/12345")
         text = (await client.get("/metrics")).text
         assert "addon_uptime_seconds" in text
         assert 'http_requests_total{method="GET",route="/healthz",status="200"} 2.0' in text
-        assert 'route="<unmatched>"' in text and "12345" not in text
+        assert 'route="<unmatched>"' in text
+        assert "12345" not in text
         assert "http_request_duration_seconds_bucket" in text
         for name in ("webhooks_received_total", "flows_executed_total", "api_calls_total", "bootstrap_jobs_total"):
             assert f"# HELP {name} " in text

@@ -12,10 +12,9 @@ from api_studio.app import PROFILE as API_STUDIO
 from clockify_addon.app import PROFILE as CLOCKIFY_ADDON
 from clockify_core.catalog import ALL_EVENTS, ALL_SCOPES, COMMON_EVENTS
 from clockify_core.manifest import build_manifest, runtime_webhook_events
+from clockify_core.manifest.model import schema_1_5
 from clockify_core.tiers import ServiceProfile
 from universal_webhook.app import PROFILE as UNIVERSAL_WEBHOOK
-
-from clockify_core.manifest.model import schema_1_5
 
 SCHEMA = schema_1_5()
 SHARED_SCHEMA = Path(__file__).resolve().parents[3] / "shared/clockify/manifest-schema-1.5.json"
@@ -37,12 +36,16 @@ def test_manifest_validates_against_schema_1_5(profile: ServiceProfile, cap: int
 
 
 def test_tiers() -> None:
-    assert API_STUDIO.default_plan == "STANDARD" and UNIVERSAL_WEBHOOK.default_plan == "ENTERPRISE"
-    assert CLOCKIFY_ADDON.default_plan == "FREE" and CLOCKIFY_ADDON.plan_configurable
-    assert set(API_STUDIO.events) == set(COMMON_EVENTS) and len(COMMON_EVENTS) == 12
+    assert API_STUDIO.default_plan == "STANDARD"
+    assert UNIVERSAL_WEBHOOK.default_plan == "ENTERPRISE"
+    assert CLOCKIFY_ADDON.default_plan == "FREE"
+    assert CLOCKIFY_ADDON.plan_configurable
+    assert set(API_STUDIO.events) == set(COMMON_EVENTS)
+    assert len(COMMON_EVENTS) == 12
     assert set(UNIVERSAL_WEBHOOK.events) == set(CLOCKIFY_ADDON.events) == set(ALL_EVENTS)
     assert len(ALL_EVENTS) == 50
-    assert set(CLOCKIFY_ADDON.scopes) == set(ALL_SCOPES) and len(ALL_SCOPES) == 30
+    assert set(CLOCKIFY_ADDON.scopes) == set(ALL_SCOPES)
+    assert len(ALL_SCOPES) == 30
     assert all(scope.endswith("_READ") for scope in API_STUDIO.scopes)
 
 

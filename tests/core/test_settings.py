@@ -54,7 +54,8 @@ def test_every_flat_contract_name_is_honoured(cls: type, prefix: str, monkeypatc
     assert s.database_url == "postgresql+asyncpg://u@db/x"
     assert s.signing.addon_key == "my-key"
     assert s.base_url == "https://addon.example.com"
-    assert s.signing.public_key is not None and s.signing.public_key.startswith("-----BEGIN")
+    assert s.signing.public_key is not None
+    assert s.signing.public_key.startswith("-----BEGIN")
     assert s.signing.public_key_path == "/keys/pub.pem"
     assert s.http.allowed_api_hosts == ["clockify.me", "127.0.0.1:9000"]
     assert s.redis.url == "redis://cache:6379/1"
@@ -102,7 +103,8 @@ def test_nested_names_and_first_prefix_wins(monkeypatch: pytest.MonkeyPatch) -> 
 def test_secrets_are_masked() -> None:
     s = AddonSettings(security={"encryption_key": "super-secret-value-123", "operator_api_key": "op-123456"})
     dumped = s.model_dump_json()
-    assert "super-secret-value-123" not in dumped and "op-123456" not in dumped
+    assert "super-secret-value-123" not in dumped
+    assert "op-123456" not in dumped
 
 
 @pytest.mark.parametrize(

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -21,81 +16,16 @@ from clockify_core.flows.executor import run_due
 from clockify_core.flows.models import FlowRun, RunStatus
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.testing.addon import AddonHarness, installed_addon
+from clockify_core.testing.loopback import LoopbackServer
 
 # Fast retries so tests see a run fail or recover without waiting.
 FAST_FLOWS: dict[str, Any] = {"retry_backoff_base": 0.01, "retry_backoff_max": 0.02}
 
 
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class LoopbackServer:
-    """A real HTTP server on 127.0.0.1 that records what it receives."""
-
-    port: int
-    requests: list[Recorded] = field(default_factory=list)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-def _handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
-            body = self.rfile.read(length) if length else b""
-            parts = urlsplit(self.path)
-            server.requests.append(
-                Recorded(self.command, parts.path, parse_qs(parts.query), {k.lower(): v for k, v in self.headers.items()}, body)
-            )
-            query = parse_qs(parts.query)
-            if parts.path == "/redirect":
-                self._reply(int(query.get("status", ["302"])[0]), b"", {"Location": query["to"][0]})
-            elif parts.path == "/big":
-                self._reply(200, b"x" * 300_000, {"Content-Type": "text/plain"})
-            elif parts.path == "/fail":
-                self._reply(503, b'{"error":"down"}', {"Content-Type": "application/json"})
-            elif parts.path == "/echo":
-                echoed = {"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body.decode()}
-                self._reply(200, json.dumps(echoed).encode(), {"Content-Type": "application/json"})
-            else:
-                self._reply(200, b'{"ok":true}', {"Content-Type": "application/json"})
-
-        def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    return Handler
-
-
 @pytest.fixture
 def loopback() -> Iterator[LoopbackServer]:
-    recorder = LoopbackServer(port=0)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(recorder))
-    recorder.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield recorder
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
+    with LoopbackServer.serve() as server:
+        yield server
 
 
 @pytest.fixture

@@ -7,19 +7,18 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from clockify_core.catalog import ALL_EVENTS, COMMON_EVENTS
-from clockify_core.jobs.models import Job
-from clockify_core.lifecycle.models import Installation, WebhookSubscription
-from clockify_core.simulator.testing import InProcessSimulator
-from clockify_core.testing.addon import installed_addon
-from clockify_core.webhooks.models import InboxEvent
-
 import api_studio.app
 import api_studio.settings
 import clockify_addon.app
 import clockify_addon.settings
 import universal_webhook.app
 import universal_webhook.settings
+from clockify_core.catalog import ALL_EVENTS, COMMON_EVENTS
+from clockify_core.jobs.models import Job
+from clockify_core.lifecycle.models import Installation, WebhookSubscription
+from clockify_core.simulator.testing import InProcessSimulator
+from clockify_core.testing.addon import installed_addon
+from clockify_core.webhooks.models import InboxEvent
 
 SERVICES: dict[str, tuple[Any, Any, tuple[str, ...]]] = {
     "api_studio": (api_studio.app.create_app, api_studio.settings.Settings, COMMON_EVENTS),
@@ -37,10 +36,12 @@ async def test_install_stores_installation_and_every_webhook(
         await addon.process()
         async with addon.runtime.sessions() as s:
             inst = await s.get(Installation, addon.workspace_id)
-            assert inst is not None and inst.status == "ACTIVE"
+            assert inst is not None
+            assert inst.status == "ACTIVE"
             assert inst.backend_url == simulator.sim.urls.backend
             assert inst.reports_url == simulator.sim.urls.reports
-            assert inst.auth_token_encrypted and addon.installation.token not in inst.auth_token_encrypted
+            assert inst.auth_token_encrypted
+            assert addon.installation.token not in inst.auth_token_encrypted
             subs = (await s.execute(select(WebhookSubscription))).scalars().all()
         active = {sub.event_type for sub in subs if sub.status == "ACTIVE"}
         assert active == set(events), set(events) - active
@@ -48,7 +49,8 @@ async def test_install_stores_installation_and_every_webhook(
         assert all(sub.token_digest and sub.token_encrypted for sub in subs)
 
         status = (await addon.client.get("/api/status", headers={"X-Addon-Token": addon.user_token()})).json()
-        assert status["webhooks"]["served"] == len(events) and status["webhooks"]["missing"] == []
+        assert status["webhooks"]["served"] == len(events)
+        assert status["webhooks"]["missing"] == []
         assert status["installation"]["status"] == "ACTIVE"
 
 
@@ -79,12 +81,15 @@ async def test_reinstall_replaces_tokens_and_uninstall_deletes_data(simulator: I
         await addon.process()
         async with addon.runtime.sessions() as s:
             inst = await s.get(Installation, addon.workspace_id)
-            assert inst.status == "DELETED" and inst.auth_token_encrypted is None
+            assert inst.status == "DELETED"
+            assert inst.auth_token_encrypted is None
             assert (await s.execute(select(WebhookSubscription))).scalars().all() == []
         again = await simulator.install(addon.settings.base_url, workspace_id=addon.workspace_id)
         await addon.process()
         async with addon.runtime.sessions() as s:
             inst = await s.get(Installation, addon.workspace_id)
-            assert inst.status == "ACTIVE" and inst.addon_id == again.addon_id
+            assert inst.status == "ACTIVE"
+            assert inst.addon_id == again.addon_id
             after = {sub.token_digest for sub in (await s.execute(select(WebhookSubscription))).scalars()}
-        assert after and not (after & before)
+        assert after
+        assert not (after & before)

@@ -48,7 +48,7 @@ async def _mirror(addon: AddonHarness, kind: str, ids: list[str]) -> dict[str, t
         rows = (await session.execute(select(table).where(table.c.workspace_id == addon.workspace_id, table.c.id.in_(ids)))).mappings()
         result = {}
         for row in rows:
-            typed = {k: row[k] for k in row.keys() if k not in BOOKKEEPING}
+            typed = {k: row[k] for k in row if k not in BOOKKEEPING}
             if "tag_ids" in typed:
                 typed["tag_ids"] = sorted(typed["tag_ids"])
             if "custom_fields" in typed:

@@ -41,12 +41,15 @@ def test_durations() -> None:
     assert parse_duration("P1DT2H") == 93600
     assert parse_duration("PT0.5S") == 0
     assert parse_duration(90) == 90
-    assert parse_duration(None) is None and parse_duration("garbage") is None and parse_duration("P") is None
+    assert parse_duration(None) is None
+    assert parse_duration("garbage") is None
+    assert parse_duration("P") is None
 
 
 async def test_every_sample_applies(sessions: async_sessionmaker[AsyncSession]) -> None:
     names = sorted(p.stem for p in SAMPLES.glob("*.json"))
-    assert len(names) == 49 and set(names) <= set(EVENTS)
+    assert len(names) == 49
+    assert set(names) <= set(EVENTS)
     for name in names:
         assert await _apply(sessions, name, sample(name)) is not None, name
 
@@ -58,10 +61,16 @@ async def test_time_entry_columns(sessions: async_sessionmaker[AsyncSession]) ->
         row = await s.get(TimeEntry, (WS, body["id"]))
     assert row is not None
     assert (row.user_id, row.project_id, row.task_id) == (body["userId"], body["projectId"], body["taskId"])
-    assert row.duration_seconds == 3600 and row.billable is True and row.is_locked is False
-    assert row.start_at.isoformat() == "2020-07-17T11:35:01+00:00" and row.end_at is not None
-    assert row.tag_ids == body["tagIds"] and row.custom_fields[0]["value"] == "Custom field test value"
-    assert row.raw == body and row.written_by == "webhook" and row.last_event == "NEW_TIME_ENTRY"
+    assert row.duration_seconds == 3600
+    assert row.billable is True
+    assert row.is_locked is False
+    assert row.start_at.isoformat() == "2020-07-17T11:35:01+00:00"
+    assert row.end_at is not None
+    assert row.tag_ids == body["tagIds"]
+    assert row.custom_fields[0]["value"] == "Custom field test value"
+    assert row.raw == body
+    assert row.written_by == "webhook"
+    assert row.last_event == "NEW_TIME_ENTRY"
     assert row.deleted_at is None
 
 
@@ -79,12 +88,14 @@ async def test_late_new_does_not_overwrite_and_late_update_does_not_resurrect(
     await _apply(sessions, "TIME_ENTRY_UPDATED", {**body, "description": "too late"})
     async with sessions() as s:
         row = await s.get(TimeEntry, (WS, body["id"]))
-        assert row.deleted_at is not None and row.description == "too late"
+        assert row.deleted_at is not None
+        assert row.description == "too late"
 
     await _apply(sessions, "TIME_ENTRY_RESTORED", {**body, "description": "back"})
     async with sessions() as s:
         row = await s.get(TimeEntry, (WS, body["id"]))
-        assert row.deleted_at is None and row.description == "back"
+        assert row.deleted_at is None
+        assert row.description == "back"
 
 
 async def test_delete_with_id_only_body_keeps_content(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -93,7 +104,9 @@ async def test_delete_with_id_only_body_keeps_content(sessions: async_sessionmak
     await _apply(sessions, "EXPENSE_DELETED", {"workspaceId": WS, "expenseId": created["id"]})
     async with sessions() as s:
         row = await s.get(Entity, (WS, "expense", created["id"]))
-    assert row is not None and row.deleted_at is not None and row.raw["total"] == 220000
+    assert row is not None
+    assert row.deleted_at is not None
+    assert row.raw["total"] == 220000
 
 
 async def test_partial_user_updates_merge(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -103,7 +116,8 @@ async def test_partial_user_updates_merge(sessions: async_sessionmaker[AsyncSess
                                                   "oldEmail": joined["email"]})
     async with sessions() as s:
         row = await s.get(User, (WS, joined["id"]))
-    assert row.email == "new@example.com" and row.time_zone == "Europe/Belgrade"
+    assert row.email == "new@example.com"
+    assert row.time_zone == "Europe/Belgrade"
     assert row.raw["settings"]["weekStart"] == "MONDAY"
 
 
@@ -114,7 +128,9 @@ async def test_snapshots_are_the_truth(sessions: async_sessionmaker[AsyncSession
         await MirrorWriter(s).apply_snapshot(WS, "project", project["id"], {**project, "name": "alive"})
     async with sessions() as s:
         row = await s.get(Project, (WS, project["id"]))
-        assert row.deleted_at is None and row.name == "alive" and row.written_by == "refetch"
+        assert row.deleted_at is None
+        assert row.name == "alive"
+        assert row.written_by == "refetch"
     async with sessions.begin() as s:
         await MirrorWriter(s).apply_snapshot(WS, "project", project["id"], None)
     async with sessions() as s:

@@ -46,8 +46,10 @@ async def test_windows_and_batches(runtime: Runtime) -> None:
             s.add(Job(workspace_id="ws", kind="sync", status="DONE", finished_at=old, created_at=old))
         s.add(Job(workspace_id="ws", kind="sync", status="RUNNING", created_at=old))
     removed = await run_retention(runtime, now=now)
-    assert removed["inbox_events"] == 35 and removed["dead_letters"] == 35
-    assert removed["api_calls"] == 17 and removed["jobs"] == 35
+    assert removed["inbox_events"] == 35
+    assert removed["dead_letters"] == 35
+    assert removed["api_calls"] == 17
+    assert removed["jobs"] == 35
     assert await _count(runtime, InboxEvent, InboxEvent.status == "DONE") == 35  # the recent ones
     assert await _count(runtime, InboxEvent, InboxEvent.status == "PENDING") == 35  # never removed
     assert await _count(runtime, Job) == 1  # the running job stays
@@ -80,7 +82,8 @@ async def test_uninstalled_workspace_is_purged_after_its_retention(runtime: Runt
     assert await _count(runtime, TimeEntry, TimeEntry.workspace_id == "kept") == 25
     async with runtime.sessions() as s:
         gone = await s.get(Installation, "gone")
-        assert gone is not None and gone.purge_after is None  # recorded once, not purged again
+        assert gone is not None
+        assert gone.purge_after is None
 
 
 async def test_one_instance_cleans_per_round(db_url: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
@@ -224,7 +224,7 @@ async def test_a_key_id_in_the_header_is_fine(signer: TokenSigner, verifier: Tok
 
 
 async def test_exp_within_leeway_is_accepted(signer: TokenSigner, verifier: TokenVerifier) -> None:
-    token = signer.sign(base_claims(exp=int(NOW) - 29))
+    token = signer.sign(base_claims(exp=int(NOW) - 29, user=USER_ID))
 
     assert (await verifier.verify(token, TokenKind.USER)).exp == int(NOW) - 29
 
@@ -369,6 +369,37 @@ REFUSALS = [
         _signed(addonId=42), TokenKind.WEBHOOK, "addonId claim is missing", id="numeric-addon-id"
     ),
     pytest.param(_signed(), TokenKind.USER, "user token must carry exp", id="user-without-exp"),
+    pytest.param(
+        _signed(exp=int(NOW) + 60), TokenKind.USER, "user token must carry user", id="user-without-user"
+    ),
+    pytest.param(
+        lambda keys: keys.signer.lifecycle_token(WORKSPACE_ID, ADDON_ID),
+        TokenKind.USER,
+        "user token must carry user",
+        id="lifecycle-token-as-user-token",
+    ),
+    pytest.param(
+        lambda keys: keys.signer.user_token(
+            WORKSPACE_ID, ADDON_ID, user_id=USER_ID, backend_url=BACKEND_URL, reports_url=REPORTS_URL
+        ),
+        TokenKind.LIFECYCLE,
+        "user tokens are not lifecycle tokens",
+        id="user-token-as-lifecycle-token",
+    ),
+    pytest.param(
+        lambda keys: keys.signer.user_token(
+            WORKSPACE_ID, ADDON_ID, user_id=USER_ID, backend_url=BACKEND_URL, reports_url=REPORTS_URL
+        ),
+        TokenKind.INSTALLATION,
+        "user tokens are not installation tokens",
+        id="user-token-as-installation-token",
+    ),
+    pytest.param(
+        _signed(workspaceRole="OWNER"),
+        TokenKind.WEBHOOK,
+        "user tokens are not webhook tokens",
+        id="user-claims-on-a-webhook-token",
+    ),
     pytest.param(
         _signed(exp="tomorrow"), TokenKind.WEBHOOK, "exp claim is not a number", id="exp-string"
     ),
@@ -692,7 +723,7 @@ async def test_nothing_but_the_signed_token_verifies(
     signer: TokenSigner,
     property_verifier: TokenVerifier,
 ) -> None:
-    valid = signer.sign(base_claims(exp=int(NOW) + 600))
+    valid = signer.sign(base_claims(exp=int(NOW) + 600, user=USER_ID))
     await property_verifier.verify(valid, kind)  # warm the cache with the genuine token
     source, detail = candidate
     token = _mutate(valid, detail) if source == "mutate" else detail
@@ -704,3 +735,36 @@ async def test_nothing_but_the_signed_token_verifies(
     except TokenInvalid:
         return
     pytest.fail(f"a {source} token verified: {claims!r}")
+
+
+# Property: a change to any byte of any segment is refused. Re-encoded canonically, the
+# mutant passes the syntax checks and reaches the signature, unlike most text mutations.
+
+
+def _b64url_decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+_byte_flip = st.tuples(
+    st.sampled_from([0, 1, 2]), st.integers(min_value=0), st.integers(min_value=1, max_value=255)
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(flips=st.lists(_byte_flip, min_size=1, max_size=3), kind=st.sampled_from(TokenKind))
+async def test_a_token_with_any_byte_changed_never_verifies(
+    flips: list[tuple[int, int, int]],
+    kind: TokenKind,
+    signer: TokenSigner,
+    property_verifier: TokenVerifier,
+) -> None:
+    valid = signer.sign(base_claims(exp=int(NOW) + 600, user=USER_ID))
+    await property_verifier.verify(valid, kind)  # the genuine token is cached
+    segments = [bytearray(_b64url_decode(part)) for part in valid.split(".")]
+    for segment, position, mask in flips:
+        segments[segment][position % len(segments[segment])] ^= mask
+    token = ".".join(b64url(bytes(part)) for part in segments)
+    assume(token != valid)  # two flips of one byte may cancel out
+
+    with pytest.raises(TokenInvalid):
+        await property_verifier.verify(token, kind)

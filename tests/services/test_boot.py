@@ -21,7 +21,8 @@ def _check_endpoints(url: str, service: str) -> None:
     assert manifest["key"] == f"{service}-key"
     assert "addon_uptime_seconds" in httpx.get(url + "/metrics").text
     docs = httpx.get(url + "/docs")
-    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()
     assert httpx.get(url + "/openapi.json").json()["info"]["title"]
 
 

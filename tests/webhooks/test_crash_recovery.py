@@ -77,7 +77,8 @@ def test_kill_between_accept_and_apply_loses_nothing(simulator_server: ServedSim
         control.post("/__sim/deliveries/drain").raise_for_status()
         deliveries = control.get("/__sim/deliveries", params={"addonId": installed["addonId"]}).json()["deliveries"]
         accepted = [d for d in deliveries if d["statusCode"] == 200]
-        assert accepted and len(accepted) == len(deliveries), {d["statusCode"] for d in deliveries}
+        assert accepted, {d['statusCode'] for d in deliveries}
+        assert len(accepted) == len(deliveries), {d['statusCode'] for d in deliveries}
         before = asyncio.run(_counts(pg_url))
         assert before.get("PENDING", 0) + before.get("PROCESSING", 0) > 0, before  # work was in flight
     finally:

@@ -39,12 +39,14 @@ async def test_redelivery_is_stored_once_within_the_window(sessions: async_sessi
     first = await _store(sessions, b'{"id":"t1"}')
     again = await _store(sessions, b'{"id":"t1"}')
     other_event = await _store(sessions, b'{"id":"t1"}', event="TAG_UPDATED")
-    assert first.id is not None and not first.duplicate
+    assert first.id is not None
+    assert not first.duplicate
     assert again == inbox.Stored(id=None, duplicate=True)
     assert other_event.id is not None
     async with sessions() as s:
         row = await s.get(InboxEvent, first.id)
-        assert row is not None and row.deliveries == 2
+        assert row is not None
+        assert row.deliveries == 2
 
 
 async def test_equal_body_after_the_window_is_a_new_event(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -53,7 +55,9 @@ async def test_equal_body_after_the_window_is_a_new_event(sessions: async_sessio
     # Next bucket: still a duplicate (the previous bucket is checked too).
     assert (await _store(sessions, b'{"id":"t2"}', now=now + timedelta(seconds=61), window=60)).duplicate
     later = await _store(sessions, b'{"id":"t2"}', now=now + timedelta(seconds=200), window=60)
-    assert first.id is not None and later.id is not None and later.id != first.id
+    assert first.id is not None
+    assert later.id is not None
+    assert later.id != first.id
 
 
 async def test_claim_finish_and_per_entity_order(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -64,7 +68,8 @@ async def test_claim_finish_and_per_entity_order(sessions: async_sessionmaker[As
     async with sessions.begin() as s:
         claimed = await inbox.claim(s, worker_id="w1", limit=10, lease_seconds=30)
     assert [e.id for e in claimed] == [a1, b1]  # a2 waits for a1; paused workspaces wait
-    assert claimed[0].body == {"id": "a", "v": 1} and claimed[0].attempts == 1
+    assert claimed[0].body == {"id": "a", "v": 1}
+    assert claimed[0].attempts == 1
     async with sessions.begin() as s:
         assert await inbox.finish(s, a1, worker_id="w1")
         assert not await inbox.finish(s, b1, worker_id="someone-else")
@@ -100,12 +105,14 @@ async def test_failures_back_off_then_dead_letter_and_replay(sessions: async_ses
         async with sessions() as s:
             row = await s.get(InboxEvent, event_id)
             if attempt < 3:
-                assert status == "PENDING" and row.next_attempt_at > now
+                assert status == "PENDING"
+                assert row.next_attempt_at > now
                 async with sessions.begin() as s2:  # not due yet
                     assert await inbox.claim(s2, worker_id="w", limit=1, lease_seconds=30, now=now) == []
                 now = row.next_attempt_at
             else:
-                assert status == "DEAD" and row.last_error == "boom 3"
+                assert status == "DEAD"
+                assert row.last_error == "boom 3"
     async with sessions.begin() as s:
         assert (await inbox.depth(s))["DEAD"] == 1
         assert await inbox.replay_dead(s, workspace_id=WS) == 1
@@ -116,7 +123,8 @@ async def test_failures_back_off_then_dead_letter_and_replay(sessions: async_ses
 
 async def test_backoff_grows_and_is_capped() -> None:
     values = [inbox.backoff_seconds(n, base=2, cap=60) for n in range(1, 10)]
-    assert 1 <= values[0] <= 2 and 60 / 2 <= values[-1] <= 60
+    assert 1 <= values[0] <= 2
+    assert 60 / 2 <= values[-1] <= 60
 
 
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)

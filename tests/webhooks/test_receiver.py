@@ -37,7 +37,8 @@ async def addon(simulator: InProcessSimulator, pg_url: str) -> AsyncIterator[Add
 async def _token_for(addon: AddonHarness, event: str) -> tuple[str, str]:
     async with addon.runtime.sessions() as s:
         sub = await s.scalar(select(WebhookSubscription).where(WebhookSubscription.event_type == event))
-    assert sub is not None and sub.token_encrypted
+    assert sub is not None
+    assert sub.token_encrypted
     return addon.runtime.cipher.decrypt(sub.token_encrypted), sub.path
 
 
@@ -63,8 +64,10 @@ async def test_valid_delivery_is_accepted_once(addon: AddonHarness) -> None:
     headers = {"Clockify-Signature": token, "Clockify-Webhook-Event-Type": "NEW_TAG"}
     first = await _post(addon, path, body, headers)
     again = await _post(addon, path, body, headers)
-    assert first.status_code == 200 and first.json()["status"] == "accepted"
-    assert again.status_code == 200 and again.json() == {"status": "duplicate", "id": None}
+    assert first.status_code == 200
+    assert first.json()["status"] == "accepted"
+    assert again.status_code == 200
+    assert again.json() == {"status": "duplicate", "id": None}
     assert await _inbox_count(addon) == 1
 
 
@@ -134,7 +137,8 @@ async def test_custom_sources_on_universal_webhook(simulator: InProcessSimulator
         body = b'{"order": 42, "total": 99.5}'
         now = int(time.time())
         ok = await uw.client.post(path, content=body, headers={**signed_headers(secret, body, now), "X-Event-Type": "order.paid"})
-        assert ok.status_code == 200 and ok.json()["status"] == "accepted"
+        assert ok.status_code == 200
+        assert ok.json()["status"] == "accepted"
         bad = await uw.client.post(path, content=body, headers=signed_headers("wrong-secret-0123456789", body, now))
         stale = await uw.client.post(path, content=body, headers=signed_headers(secret, body, now - 3600))
         unknown = await uw.client.post("/webhooks/custom/nope", content=body, headers=signed_headers(secret, body, now))
@@ -146,10 +150,11 @@ async def test_custom_sources_on_universal_webhook(simulator: InProcessSimulator
             r = await uw.client.post(path, content=payload, headers=signed_headers(secret_value, payload, now))
             assert r.status_code == 200, r.text
         listed = (await uw.client.get("/api/custom-sources", headers=admin)).json()
-        assert [s["id"] for s in listed] == [created["id"]] and "secret" not in listed[0]
+        assert [s["id"] for s in listed] == [created["id"]]
+        assert "secret" not in listed[0]
         async with uw.runtime.sessions() as s:
             rows = (await s.execute(select(InboxEvent).where(InboxEvent.source == "custom"))).scalars().all()
-        assert [(r.event_type, r.source_ref) for r in rows][0] == ("order.paid", created["id"])
+        assert next((r.event_type, r.source_ref) for r in rows) == ("order.paid", created["id"])
         assert len(rows) == 3
         assert (await uw.client.delete(f"/api/custom-sources/{created['id']}", headers=admin)).status_code == 204
         gone = await uw.client.post(path, content=body, headers=signed_headers(rotated["secret"], body, now))

@@ -54,11 +54,12 @@ async def test_every_sample_of_the_tier_reaches_the_mirror(service: str, simulat
                 subs[event].path, content=json.dumps(body),
                 headers={"Clockify-Signature": token, "Clockify-Webhook-Event-Type": event, "content-type": "application/json"},
             )
-            assert r.status_code == 200 and r.json()["status"] == "accepted", (event, r.text)
+            assert r.status_code == 200, (event, r.text)
+            assert r.json()['status'] == 'accepted', (event, r.text)
         await addon.process()
         async with addon.runtime.sessions() as s:
             statuses = {e.event_type: e.status for e in (await s.execute(select(InboxEvent))).scalars()}
-            assert statuses == {event: "DONE" for event in served}
+            assert statuses == dict.fromkeys(served, "DONE")
             for event in served:
                 spec = EVENTS[event]
                 table = table_for(spec.kind)

@@ -75,11 +75,17 @@ def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | Non
     return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=dict(headers or {}))
 
 
+MAX_PAGE = 2**31 - 1
+
+
 def page_params(page: int | None, size: int | None, *, default: int = 50, maximum: int = 5000) -> tuple[int, int]:
     page = 1 if page is None else page
     size = default if size is None else size
     if page < 0:
         raise BadRequest("page must be at least 1", message="page must be greater than 0", code=501)
+    if page > MAX_PAGE:
+        # Clockify reads page as a Java int; a larger number is refused, not a crash.
+        raise BadRequest(f"page must be at most {MAX_PAGE}", message=f"page must be at most {MAX_PAGE}", code=501)
     if size < 1 or size > maximum:
         raise BadRequest(f"page-size must be between 1 and {maximum}",
                          message=f"page-size must be between 1 and {maximum}", code=501)
