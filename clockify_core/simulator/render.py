@@ -1,4 +1,4 @@
-"""Entities as Clockify shows them: API bodies, webhook bodies (../shared/clockify/samples) and report rows."""
+"""Entities as Clockify shows them: API bodies, webhook bodies (the shapes of ../shared/clockify/samples, copied to tests/fixtures/samples) and report rows."""
 
 from __future__ import annotations
 

@@ -17,7 +17,9 @@ from clockify_core.tiers import ServiceProfile
 from universal_webhook.app import PROFILE as UNIVERSAL_WEBHOOK
 
 SCHEMA = schema_1_5()
-SHARED_SCHEMA = Path(__file__).resolve().parents[3] / "shared/clockify/manifest-schema-1.5.json"
+SHARED = Path(__file__).resolve().parents[3] / "shared/clockify"
+SHARED_SCHEMA = SHARED / "manifest-schema-1.5.json"
+SAMPLE_COPIES = Path(__file__).resolve().parents[1] / "fixtures/samples"
 PROFILES = [API_STUDIO, UNIVERSAL_WEBHOOK, CLOCKIFY_ADDON]
 
 
@@ -59,6 +61,13 @@ def test_configurable_plan_only_where_allowed() -> None:
 @pytest.mark.skipif(not SHARED_SCHEMA.is_file(), reason="the shared reference folder is not beside this checkout")
 def test_bundled_schema_is_the_reference_copy() -> None:
     assert json.loads(SHARED_SCHEMA.read_text()) == SCHEMA
+
+
+@pytest.mark.skipif(not (SHARED / "samples").is_dir(), reason="the shared reference folder is not beside this checkout")
+def test_sample_bodies_are_the_reference_copies() -> None:
+    reference = {p.name: json.loads(p.read_text()) for p in (SHARED / "samples").glob("*.json")}
+    copies = {p.name: json.loads(p.read_text()) for p in SAMPLE_COPIES.glob("*.json")}
+    assert copies == reference
 
 
 def test_schema_events_match_the_catalog() -> None:

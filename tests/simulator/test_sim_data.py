@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from clockify_core.simulator import DataScale
 from clockify_core.simulator.entries import RUNNING
 from clockify_core.simulator.generate import generate_workspace
@@ -63,10 +66,7 @@ def test_ids_resolve_to_rows_and_reject_strangers() -> None:
 
 
 def test_webhook_body_has_the_sample_keys() -> None:
-    import json
-    from pathlib import Path
-
-    sample = json.loads((Path(__file__).parents[3] / "shared/clockify/samples/NEW_TIME_ENTRY.json").read_text())
+    sample = json.loads((Path(__file__).parents[1] / "fixtures/samples/NEW_TIME_ENTRY.json").read_text())
     ws = generate_workspace(3, 0, SCALE, ANCHOR)
     row = next(r for r in ws.entries.by_start.rows if ws.entries.task[r] >= 0 and ws.entries.custom[r])
     body = time_entry_webhook(ws, row)

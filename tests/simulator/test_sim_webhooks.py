@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -11,7 +12,7 @@ from clockify_core.simulator import EVENTS, DeliverySettings
 from clockify_core.simulator.testing import InProcessSimulator, in_process_simulator, small_config
 from tests.simulator.conftest import ADDON_URL, RecordingAddon, manifest
 
-SAMPLES = __import__("pathlib").Path(__file__).parents[3] / "shared/clockify/samples"
+SAMPLES = Path(__file__).parents[1] / "fixtures" / "samples"  # copies of ../shared/clockify/samples
 
 
 async def test_every_event_is_delivered_with_headers(installed: tuple[InProcessSimulator, RecordingAddon, Any]) -> None:
