@@ -1,8 +1,9 @@
 """Who is calling: a Clockify user (iframe token) or an operator (API key).
 
 User tokens arrive in ``X-Addon-Token`` (what Clockify's own API uses) or
-``Authorization: Bearer``; never in a query string after the page has loaded. A
-token only opens its own workspace, and only while the add-on is installed there.
+``Authorization: Bearer``. The one exception is ``GET /api/status``, which also takes
+the ``auth_token`` query parameter Clockify puts on the iframe URL (the access log masks
+it). A token only opens its own workspace, and only while the add-on is installed there.
 """
 
 from __future__ import annotations

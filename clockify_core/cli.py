@@ -118,7 +118,7 @@ def build_cli(
 
     @cli.command("show-config")
     def show_config() -> None:
-        """Print the effective settings with secrets masked."""
+        """Print the effective settings with secrets and URL passwords masked."""
         typer.echo(settings().model_dump_json(indent=2))
 
     return cli

@@ -21,9 +21,18 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -54,7 +63,50 @@ def is_placeholder(secret: SecretStr | str | None) -> bool:
     return lowered in PLACEHOLDER_SECRETS or lowered.startswith(("change-me", "changeme", "dev-", "insecure"))
 
 
-class DatabaseConfig(BaseModel):
+_QUERY_SECRET = re.compile(r"(?i)((?:^|&)(?:password|pass|pwd)=)[^&]*")
+
+
+def mask_url_password(url: str) -> str:
+    """``url`` with its password (userinfo or ``password=`` query) replaced by ``****``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:****@{host}"
+    query = _QUERY_SECRET.sub(r"\1****", parts.query)
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # nothing to hide; urlunsplit would also rewrite sqlite:/// paths
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+class ConnectionUrl(str):
+    """A connection URL that may hold a password: a plain ``str`` to every caller, masked in
+    its ``repr`` so settings objects in logs and tracebacks do not show it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(mask_url_password(str(self)))
+
+
+class _MaskedUrl(BaseModel):
+    """A block whose ``url`` may hold a password: masked in repr and JSON dumps (show-config),
+    unchanged for every caller that reads it."""
+
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _wrap_url(cls, value: str | None) -> str | None:
+        return None if value is None else ConnectionUrl(value)
+
+    @field_serializer("url", when_used="json")
+    def _mask_url(self, value: str | None) -> str | None:
+        return None if value is None else mask_url_password(value)
+
+
+class DatabaseConfig(_MaskedUrl):
     url: str | None = Field(None, description="SQLAlchemy async URL; default is a SQLite file in the data directory")
     echo: bool = False
     pool_size: int = Field(10, ge=1)
@@ -117,7 +169,7 @@ class LoggingConfig(BaseModel):
     )
 
 
-class RedisConfig(BaseModel):
+class RedisConfig(_MaskedUrl):
     url: str | None = Field(None, description="Shared rate limits, caches and dedup when set")
     required_for_ready: bool = Field(
         True,
@@ -175,11 +227,14 @@ class SyncConfig(BaseModel):
     bootstrap_days: int = Field(90, ge=1, description="Days of time entries bootstrap pulls; backfill_months adds older ones")
     backfill_window: Literal["day", "week", "month", "year"] = Field("month", description="Default backfill window")
     time_entry_source: Literal["auto", "report", "user"] = Field(
-        "auto", description="Detailed report, per-user time entries, or whichever needs fewer requests per window"
+        "auto", description="Detailed report, per-user time entries, or auto: per user unless requests bind (docs/sync.md)"
+    )
+    report_request_ratio: float = Field(
+        2.0, gt=0, description="auto reads a window through the report when per-user needs this many times its requests"
     )
     page_size: int = Field(5000, ge=1, description="Page size of list endpoints (capped by each endpoint's maximum)")
     report_page_size: int = Field(1000, ge=1, le=1000, description="Page size of the detailed report")
-    feed_page_size: int = Field(1000, ge=1, description="Page size of the change feed (entities/updated|deleted)")
+    feed_page_size: int = Field(1000, ge=1, description="Page size of the change feed (entities/created|updated|deleted)")
     batch_rows: int = Field(5000, ge=1, description="Rows per write transaction")
     concurrency: int = Field(6, ge=1, le=64, description="Requests in flight per job")
     window_concurrency: int = Field(2, ge=1, le=16, description="Time windows pulled at once (the cursor still moves in order)")
@@ -193,7 +248,7 @@ class SyncConfig(BaseModel):
         description="List operations (OpenAPI operationId) that can be large",
     )
     skip_operations: CsvList = Field(default_factory=list, description="List operations never pulled")
-    change_feed: bool = Field(True, description="Use entities/updated and entities/deleted (experimental in Clockify)")
+    change_feed: bool = Field(True, description="Use entities/created, updated and deleted (experimental in Clockify)")
     feed_window_days: int = Field(30, ge=1, description="Longest range asked of the change feed in one query")
     reference_refresh_minutes: int = Field(60, ge=0, description="Re-list reference data (projects, users...) at most this often")
     reference_deletions: bool = Field(True, description="Mark reference rows missing from a complete listing deleted")
@@ -266,6 +321,11 @@ class UiConfig(BaseModel):
     token_refresh_seconds: int = Field(
         300, ge=10, le=1800, description="The page asks Clockify for a fresh user token this long before it expires"
     )
+    explorer_max_rate_wait: float = Field(
+        5.0, ge=0, le=60,
+        description="An API explorer call that would wait longer than this for the workspace's rate limit is "
+        "answered 429 (with Retry-After) instead",
+    )
 
     @field_validator("frame_ancestors")
     @classmethod
@@ -281,6 +341,9 @@ class UiConfig(BaseModel):
 class RetentionConfig(BaseModel):
     enabled: bool = Field(True, description="Run the retention cleanup on the leader instance")
     interval_minutes: int = Field(60, ge=1, description="Minutes between cleanup passes")
+    lease_seconds: float = Field(
+        90.0, gt=0, description="The cleaning instance renews its lease while it runs; a dead one is replaced after this"
+    )
     batch_size: int = Field(1000, ge=10, le=100_000, description="Rows removed per short transaction")
     inbox_days: int = Field(7, ge=0, description="Keep applied inbox events this long; 0 keeps them forever")
     dead_letter_days: int = Field(30, ge=0, description="Keep dead letters this long; 0 keeps them forever")

@@ -47,6 +47,7 @@ from clockify_core.client.transports import (
 )
 from clockify_core.config import HttpClientConfig
 from clockify_core.errors import HostNotAllowed
+from clockify_core.mirror.mapping import loads_without_nul
 from clockify_core.observability.metrics import Metrics
 from clockify_core.ratelimit.base import Limit, RateLimiter, SleepFn, limiter_key
 
@@ -75,7 +76,7 @@ def decode_json(response: httpx.Response) -> Any:
     if response.status_code == 204 or not response.content.strip():
         return None
     try:
-        return response.json()
+        return loads_without_nul(response.content)
     except (jsonlib.JSONDecodeError, UnicodeDecodeError) as exc:
         request = response.request
         raise ClockifyApiError(
@@ -373,7 +374,7 @@ class WorkspaceApi:
         body: Mapping[str, Any],
         page_size: int = 50,
         *,
-        items_key: str = "timeentries",
+        items_key: str = "timeEntries",
         filter_key: str | None = "detailedFilter",
         api: ApiKind = "reports",
         start_page: int = 1,
@@ -384,8 +385,11 @@ class WorkspaceApi:
         Each request sends ``body`` with ``page`` and ``pageSize`` set inside
         ``body[filter_key]`` (the OpenAPI ``DetailedFilterV1``: ``detailedFilter``), or at
         the top level when ``filter_key`` is ``None``; ``body`` itself is not modified.
-        The items are ``response[items_key]``. Reports are reads, so these POSTs are
-        retried like idempotent requests. Same stop rules as :meth:`pages`.
+        The items are ``response[items_key]`` (``timeEntries`` in the detailed report's
+        ``TimeEntryDetailedReportDto``); a response without that key raises
+        :class:`ClockifyApiError` rather than passing for an empty last page, which would
+        end a listing early without a trace. Reports are reads, so these POSTs are retried
+        like idempotent requests. Same stop rules as :meth:`pages`.
         """
 
         async def fetch(page: int) -> tuple[Sequence[Any], httpx.Response]:
@@ -405,8 +409,6 @@ class WorkspaceApi:
             if not isinstance(data, dict):
                 raise _unexpected_shape(response, "a JSON object")
             items = data.get(items_key)
-            if items is None:
-                return [], response
             if not isinstance(items, list):
                 raise _unexpected_shape(response, f"a JSON array under {items_key!r}")
             return items, response

@@ -32,6 +32,7 @@ from datetime import UTC
 
 import httpx
 import structlog
+from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
 
 from clockify_core.client.allowlist import HostAllowlist
 from clockify_core.config import HttpClientConfig
@@ -269,16 +270,17 @@ class RetryPolicy:
 
 
 class RetryTransport(httpx.AsyncBaseTransport):
-    """Repeats a request per ``policy``; a small loop rather than tenacity.
+    """Repeats a request per ``policy``, on tenacity's :class:`~tenacity.AsyncRetrying`.
 
-    The decision needs the response (status, ``Retry-After``) and side effects between
-    attempts (close the response, count the reason, log), which in tenacity would be
-    spread over custom ``retry``/``wait``/``before_sleep`` callbacks around the same loop.
-
-    ``sleep`` and ``clock`` (epoch seconds, for HTTP-date ``Retry-After``) and ``rng``
-    (jitter) are injectable. When attempts run out the last response is returned (the
-    caller sees the real status) or the last exception re-raised. The request body is
-    read into memory first so it can be sent again.
+    The policy maps onto tenacity's strategies: ``retry`` asks the policy whether the
+    outcome (a response or a transport error) is worth another attempt, ``wait`` is the
+    policy's full-jitter backoff or the response's ``Retry-After``, ``stop`` is
+    ``max_attempts``, and ``before_sleep`` closes the discarded response, counts the
+    reason and logs. ``sleep`` and ``clock`` (epoch seconds, for HTTP-date
+    ``Retry-After``) and ``rng`` (jitter) are injectable, so tests never wait. When
+    attempts run out the last response is returned (the caller sees the real status) or
+    the last exception re-raised. The request body is read into memory first so it can be
+    sent again.
     """
 
     def __init__(
@@ -303,57 +305,83 @@ class RetryTransport(httpx.AsyncBaseTransport):
         idempotent = policy.is_idempotent(request)
         if policy.max_attempts > 1:
             await request.aread()
-        attempt = 1
-        while True:
-            request.extensions[EXT_ATTEMPTS] = attempt
-            try:
-                response = await self._inner.handle_async_request(request)
-            except httpx.TransportError as exc:
-                reason = policy.reason_for_error(exc, idempotent)
-                if reason is None or attempt >= policy.max_attempts:
-                    self._give_up(request, reason, attempt)
-                    raise
-                delay = policy.backoff(attempt, self._rng)
-            else:
-                reason = policy.reason_for_status(response.status_code, idempotent)
-                if reason is None or attempt >= policy.max_attempts:
-                    self._give_up(request, reason, attempt)
-                    return response
-                retry_after = policy.retry_after_delay(response, self._clock())
-                delay = (
-                    retry_after if retry_after is not None else policy.backoff(attempt, self._rng)
-                )
-                await response.aclose()
+
+        def reason(state: RetryCallState) -> str | None:
+            outcome = state.outcome
+            if outcome is None:
+                return None
+            if outcome.failed:
+                exc = outcome.exception()
+                return policy.reason_for_error(exc, idempotent) if isinstance(exc, httpx.TransportError) else None
+            return policy.reason_for_status(_response(state).status_code, idempotent)
+
+        def wait(state: RetryCallState) -> float:
+            if state.attempt_number >= policy.max_attempts:
+                return 0.0  # tenacity asks before it stops; draw no jitter for a retry that never happens
+            outcome = state.outcome
+            if outcome is not None and not outcome.failed:
+                retry_after = policy.retry_after_delay(_response(state), self._clock())
+                if retry_after is not None:
+                    return retry_after
+            return policy.backoff(state.attempt_number, self._rng)
+
+        async def before_sleep(state: RetryCallState) -> None:
+            outcome = state.outcome
+            if outcome is not None and not outcome.failed:
+                await _response(state).aclose()
+            why = reason(state) or "unknown"
             if self._metrics is not None:
-                self._metrics.api_retries.labels(reason=reason).inc()
+                self._metrics.api_retries.labels(reason=why).inc()
             log.info(
                 "clockify.retry",
                 method=request.method,
                 host=request.url.host,
                 path=request.url.path,
                 workspace_id=request.extensions.get(EXT_WORKSPACE_ID),
-                attempt=attempt,
-                reason=reason,
-                delay=round(delay, 3),
+                attempt=state.attempt_number,
+                reason=why,
+                delay=round(state.upcoming_sleep, 3),
             )
-            await self._sleep(delay)
-            attempt += 1
 
-    @staticmethod
-    def _give_up(request: httpx.Request, reason: str | None, attempt: int) -> None:
-        if reason is not None:
+        def exhausted(state: RetryCallState) -> httpx.Response:
             log.warning(
                 "clockify.retries_exhausted",
                 method=request.method,
                 host=request.url.host,
                 path=request.url.path,
                 workspace_id=request.extensions.get(EXT_WORKSPACE_ID),
-                attempts=attempt,
-                reason=reason,
+                attempts=state.attempt_number,
+                reason=reason(state),
             )
+            assert state.outcome is not None
+            return _response(state)  # or raises the last error
+
+        async def attempt() -> httpx.Response:
+            request.extensions[EXT_ATTEMPTS] = request.extensions.get(EXT_ATTEMPTS, 0) + 1
+            return await self._inner.handle_async_request(request)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(policy.max_attempts),
+            wait=wait,
+            retry=lambda state: reason(state) is not None,
+            before_sleep=before_sleep,
+            retry_error_callback=exhausted,
+            sleep=self._sleep,
+        )
+        request.extensions[EXT_ATTEMPTS] = 0
+        response: httpx.Response = await retrying(attempt)
+        return response
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+def _response(state: RetryCallState) -> httpx.Response:
+    """The attempt's response; re-raises its error when it had none."""
+    assert state.outcome is not None
+    response = state.outcome.result()
+    assert isinstance(response, httpx.Response)
+    return response
 
 
 def build_http_transport(config: HttpClientConfig) -> httpx.AsyncHTTPTransport:

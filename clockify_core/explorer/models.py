@@ -12,7 +12,7 @@ from clockify_core.db.base import Base, BigIntPK, UtcDateTime, utcnow
 
 class ApiCall(Base):
     __tablename__ = "api_calls"
-    __table_args__ = (Index(None, "workspace_id", "created_at"),)
+    __table_args__ = (Index(None, "workspace_id", "created_at"), Index(None, "created_at"))  # the second for retention
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     workspace_id: Mapped[str] = mapped_column(String(64))

@@ -7,6 +7,7 @@ with the token through the rate limiter, logs the call, and returns Clockify's a
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
@@ -16,8 +17,8 @@ from sqlalchemy import select
 
 from clockify_core.access import UserDep
 from clockify_core.client import ClockifyApiError
-from clockify_core.deps import ProfileDep, RuntimeDep, SessionDep
-from clockify_core.errors import Conflict
+from clockify_core.deps import ProfileDep, RuntimeDep, SessionDep, SettingsDep
+from clockify_core.errors import ClockifyError, Conflict, RateLimited
 from clockify_core.explorer.models import ApiCall
 from clockify_core.explorer.service import OperationDetail, OperationSummary, detail, summarize
 from clockify_core.lifecycle.models import InstallationStatus
@@ -89,10 +90,15 @@ async def get_operation(operation_id: str, user: UserDep, profile: ProfileDep) -
 @router.post(
     "/execute",
     summary="Call Clockify with the installation token (never sent to the browser)",
-    responses={403: {"description": "Not allowed on this tier or for this role"}, 409: {"description": "Add-on paused"}},
+    responses={
+        403: {"description": "Not allowed on this tier or for this role"}, 409: {"description": "Add-on paused"},
+        422: {"description": "A parameter or the body does not match the spec; errors[].location names it"},
+        429: {"description": "The workspace's rate limit would make the call wait too long; see Retry-After"},
+    },
 )
 async def execute_operation(
-    request: ExecuteRequest, user: UserDep, profile: ProfileDep, runtime: RuntimeDep, session: SessionDep
+    request: ExecuteRequest, user: UserDep, profile: ProfileDep, runtime: RuntimeDep, session: SessionDep,
+    settings: SettingsDep,
 ) -> ExecuteResult:
     operation = find_operation(bundled_index(), request.operation_id)
     check_policy(operation, profile, is_admin=user.is_admin)
@@ -101,12 +107,16 @@ async def execute_operation(
     )
     if user.installation.status != InstallationStatus.ACTIVE:
         raise Conflict("the add-on is paused on this workspace")
-    api = installation_api(runtime, user.installation)
+    started = time.perf_counter()
     try:
-        result = await execute(api, call)
-    except ClockifyApiError as exc:
+        api = installation_api(runtime, user.installation)
+        result = await execute(api, call, max_wait=settings.ui.explorer_max_rate_wait)
+    except ClockifyError as exc:
+        # Refused by our rate limiter (429), Clockify unreachable or failing after the retries,
+        # a host outside the allowlist: logged like any answer, then shown as a problem.
         record(session, workspace_id=user.workspace_id, user_id=user.user_id, source="explorer", call=call,
-               status=None, duration_ms=None, error=exc.detail)
+               status=_failed_status(exc), duration_ms=round((time.perf_counter() - started) * 1000),
+               error=exc.detail)
         await session.commit()
         raise
     record(session, workspace_id=user.workspace_id, user_id=user.user_id, source="explorer", call=call,
@@ -115,6 +125,14 @@ async def execute_operation(
         operation_id=operation.operation_id, method=operation.method, path=call.path, status=result.status,
         headers=result.headers, duration_ms=result.duration_ms, body=result.body, truncated=result.truncated,
     )
+
+
+def _failed_status(exc: ClockifyError) -> int | None:
+    """The status a failed call is logged with: Clockify's when it answered, 429 when our
+    limiter refused; none when nothing answered."""
+    if isinstance(exc, ClockifyApiError):
+        return exc.status_code
+    return exc.status if isinstance(exc, RateLimited) else None
 
 
 @router.get("/history", summary="Recent Clockify calls made for your workspace (explorer and flows)")

@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Final
+from urllib.parse import quote, quote_plus
 
 import httpx
 import orjson
@@ -23,13 +25,13 @@ from clockify_core.flows.network import (
 )
 from clockify_core.flows.paths import Context
 from clockify_core.flows.templates import (
-    CONTROL_CHARACTERS,
     JsonTemplate,
     TemplateError,
     TextTemplate,
     compile_json,
     compile_text,
     header_value,
+    header_value_problem,
     query_values,
 )
 from clockify_core.openapi import Operation, bundled_index
@@ -43,6 +45,9 @@ RESERVED_HEADERS: Final = frozenset({"host", "content-length", "transfer-encodin
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _ACTION_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,20}$")
+# Shorter credentials alone would mask ordinary words of a response.
+MIN_CREDENTIALS = 6
 _COMMON_KEYS = frozenset({"id", "type", "when"})
 _KEYS: Mapping[str, frozenset[str]] = {
     "clockify_api": _COMMON_KEYS | {"operation_id", "path", "query", "body", "save_as"},
@@ -309,11 +314,13 @@ def _http_request(
             if secret is not None:
                 headers[name] = secret
         elif isinstance(value, str):
-            if CONTROL_CHARACTERS.search(value):
-                # The rendered value is checked again at run time (templates may bring them in).
-                bad.append(Problem(hloc, "a header value may not contain control characters (CR, LF...)"))
+            template = compile_text(value, hloc)
+            literal = "".join(part for part in template.parts if isinstance(part, str))
+            if problem := header_value_problem(literal):
+                # The rendered value is checked again at run time (placeholders may bring them in).
+                bad.append(Problem(hloc, f"a header value {problem}"))
                 continue
-            headers[name] = compile_text(value, hloc)
+            headers[name] = template
         else:
             bad.append(Problem(hloc, "a header value is a string or {\"secret\": value}"))
     if "body" in item and "body_text" in item:
@@ -341,8 +348,8 @@ def _secret(value: Mapping[str, Any], loc: tuple[str | int, ...], problems: Acti
     if set(value) == {"secret_encrypted"} and isinstance(value["secret_encrypted"], str):
         return SecretHeader(encrypted=value["secret_encrypted"])
     if set(value) == {"secret"} and isinstance(value["secret"], str) and value["secret"]:
-        if CONTROL_CHARACTERS.search(value["secret"]):
-            problems.invalid.append(Problem(loc, "a secret header value may not contain control characters"))
+        if problem := header_value_problem(value["secret"]):
+            problems.invalid.append(Problem(loc, f"a secret header value {problem}"))
             return None
         return SecretHeader(plain=value["secret"])
     problems.invalid.append(Problem(loc, "a secret header is {\"secret\": \"value\"}"))
@@ -444,12 +451,15 @@ def render_http(
                 plain = value.plain
             elif decrypt is not None and value.encrypted is not None:
                 plain = decrypt(value.encrypted)
+                # Saved values were checked; one stored before that check could not be sent.
+                if header_value_problem(plain):
+                    raise TemplateError(f"the stored secret of header {name} is not a valid header value")
             else:
                 plain = MASK
             headers[name] = plain
             secrets.append(plain)
         else:
-            headers[name] = header_value(value, ctx)
+            headers[name] = header_value(value, ctx, name)
     content: bytes | None = None
     if action.body is not None:
         content = orjson.dumps(action.body.render(ctx))
@@ -462,7 +472,21 @@ def render_http(
 
 
 def mask(text: str, secrets: list[str]) -> str:
+    """``text`` with each secret, in each form it may take on the way (see :func:`secret_forms`), masked."""
     for secret in secrets:
         if secret and secret != MASK:
-            text = text.replace(secret, MASK)
+            for form in secret_forms(secret):
+                text = text.replace(form, MASK)
     return text
+
+
+@lru_cache(maxsize=1024)
+def secret_forms(secret: str) -> tuple[str, ...]:
+    """The spellings of a secret a request or an echoed answer may hold, longest first: as is,
+    percent-encoded (a URL built from a variable), JSON-escaped, and the credentials of an
+    ``Authorization``-style ``<scheme> <credentials>`` value on their own."""
+    forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret), orjson.dumps(secret).decode()[1:-1]}
+    scheme, _, credentials = secret.partition(" ")
+    if credentials and _SCHEME.match(scheme) and len(credentials) >= MIN_CREDENTIALS:
+        forms |= set(secret_forms(credentials.strip()))
+    return tuple(sorted((f for f in forms if f), key=len, reverse=True))

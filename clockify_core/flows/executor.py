@@ -8,6 +8,11 @@ the action that was in flight. A failing action is retried with backoff by putti
 the run back in the queue (``max_action_attempts``); then the run fails, and
 ``failure_threshold`` failed runs in a row disable the flow with the reason.
 
+No run stays RUNNING: any exception of an action fails the action, one outside the
+actions fails the run, and a takeover counts as an attempt of the action in flight, so a
+run that keeps killing its worker ends FAILED at the claim. What a run stores (results,
+state, error, ``api_calls`` rows) is masked with the flow's secrets.
+
 Loop guard, write side: before a ``clockify_api`` write the ids it targets are
 remembered for the flow (``flow_loop_marks``, depth = this run's depth + 1), committed
 before the call so the webhook it causes cannot overtake it; a created entity's id is
@@ -20,12 +25,12 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import orjson
 import structlog
-from sqlalchemy import Table, and_, delete, exists, func, literal, or_, select, update
+from sqlalchemy import delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,6 +50,7 @@ from clockify_core.flows.actions import (
     render_api_call,
     render_http,
 )
+from clockify_core.flows.claims import ClaimedRun, claim
 from clockify_core.flows.conditions import ConditionError
 from clockify_core.flows.engine import (
     FlowEngine,
@@ -55,13 +61,13 @@ from clockify_core.flows.engine import (
     record_success,
     settings_map,
 )
+from clockify_core.flows.masking import flow_secrets, mask_call, masked, stored_state
 from clockify_core.flows.models import FINISHED, Flow, FlowLoopMark, FlowRun, RunStatus
 from clockify_core.flows.paths import Context
 from clockify_core.flows.templates import TemplateError
-from clockify_core.lifecycle.models import Installation, InstallationStatus
+from clockify_core.lifecycle.models import Installation
 from clockify_core.lifecycle.repository import installation_api
 from clockify_core.observability.logging import redact_text
-from clockify_core.ratelimit import free_plan_limit
 from clockify_core.runtime import Runtime
 from clockify_core.webhooks.inbox import backoff_seconds
 
@@ -82,76 +88,11 @@ class LeaseLost(Exception):
 
 
 @dataclass
-class ClaimedRun:
-    id: int
-    flow_id: str
-    workspace_id: str
-    event_type: str | None
-    inbox_event_id: int | None
-    chain_depth: int
-    attempts: int
-    trigger: dict[str, Any]
-    state: dict[str, Any]
-    actions: list[dict[str, Any]]
-    started_at: datetime
-
-
-@dataclass
 class _Step:
     result: dict[str, Any]
     stop: bool = False
     api_call: ApiCall | None = None
     marks: list[str] = field(default_factory=list)
-
-
-# Claiming ------------------------------------------------------------------------------------
-
-async def claim(
-    session: AsyncSession, *, worker_id: str, limit: int, lease_seconds: float, now: datetime | None = None
-) -> list[ClaimedRun]:
-    now = now or utcnow()
-    r = cast(Table, FlowRun.__table__)
-    due = or_(
-        and_(r.c.status == RunStatus.QUEUED, r.c.next_attempt_at <= now),
-        and_(r.c.status == RunStatus.RUNNING, r.c.locked_until < now),
-    )
-    # No outbound calls for a paused (INACTIVE) workspace: its runs wait.
-    active = exists().where(
-        Installation.workspace_id == r.c.workspace_id, Installation.status == InstallationStatus.ACTIVE
-    )
-    candidates = select(r.c.id).where(due, active).order_by(r.c.id).limit(limit)
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True, of=r)
-    rows = (
-        await session.execute(
-            update(r)
-            .where(r.c.id.in_(candidates.scalar_subquery()))
-            .values(
-                status=RunStatus.RUNNING, locked_by=worker_id, locked_until=now + timedelta(seconds=lease_seconds),
-                attempts=r.c.attempts + 1, started_at=func_coalesce(r.c.started_at, now),
-            )
-            .returning(
-                r.c.id, r.c.flow_id, r.c.workspace_id, r.c.event_type, r.c.inbox_event_id, r.c.chain_depth,
-                r.c.attempts, r.c.trigger, r.c.state, r.c.actions, r.c.started_at,
-            )
-        )
-    ).all()
-    return sorted(
-        (
-            ClaimedRun(
-                id=row.id, flow_id=row.flow_id, workspace_id=row.workspace_id, event_type=row.event_type,
-                inbox_event_id=row.inbox_event_id, chain_depth=row.chain_depth, attempts=row.attempts,
-                trigger=dict(row.trigger or {}), state=dict(row.state or {}), actions=list(row.actions or []),
-                started_at=row.started_at or now,
-            )
-            for row in rows
-        ),
-        key=lambda run: run.id,
-    )
-
-
-def func_coalesce(column: Any, value: datetime) -> Any:
-    return func.coalesce(column, literal(value, type_=FlowRun.__table__.c.started_at.type))
 
 
 # Executing -----------------------------------------------------------------------------------
@@ -162,15 +103,24 @@ async def run_due(runtime: Runtime, *, limit: int | None = None) -> int:
     engine = flow_engine(runtime)
     async with runtime.sessions.begin() as session:
         runs = await claim(
-            session, worker_id=runtime.instance_id, limit=limit or config.batch_size, lease_seconds=config.lease_seconds
+            session, worker_id=runtime.instance_id, limit=limit or config.batch_size, lease_seconds=config.lease_seconds,
+            max_attempts=config.max_action_attempts, failure_threshold=config.failure_threshold,
         )
     for run in runs:
+        if run.gave_up is not None:
+            runtime.metrics.flows_executed.labels(RunStatus.FAILED.lower()).inc()
+            log.warning("flows.run_abandoned", run_id=run.id, flow_id=run.flow_id, error=run.gave_up)
+            continue
         if runtime.stop.is_set():
             break  # the rest come back when their leases run out
         try:
             await execute(runtime, engine, run)
         except LeaseLost:
             log.warning("flows.lease_lost", run_id=run.id)
+        except Exception as exc:
+            # Outside any action (the database, a bug): end this run, and go on with the batch.
+            log.exception("flows.run_crashed", run_id=run.id, flow_id=run.flow_id)
+            await _abandon(runtime, run, f"the run stopped on an unexpected error: {type(exc).__name__}: {exc}")
     return len(runs)
 
 
@@ -190,6 +140,7 @@ async def execute(runtime: Runtime, engine: FlowEngine, run: ClaimedRun) -> None
     except ClockifyError as exc:
         await _finish(runtime, run, RunStatus.FAILED, run.actions, error=f"the definition is not valid: {exc.detail}")
         return
+    run.secrets = flow_secrets(compiled.actions, runtime.cipher.decrypt)
     state = {"next": 0, "vars": {}, "attempts": {}, **run.state}
     ctx = event_context(
         body=run.trigger.get("body"), event_type=run.event_type or "", source=run.trigger.get("source", "clockify"),
@@ -207,10 +158,9 @@ async def execute(runtime: Runtime, engine: FlowEngine, run: ClaimedRun) -> None
                 state["next"] = index + 1
                 continue
             step = await _perform(runtime, engine, installation, run, action, ctx)
-        except (ActionFailed, ConditionError, TemplateError) as exc:
-            failed = exc if isinstance(exc, ActionFailed) else ActionFailed(str(exc), retryable=False)
+        except Exception as exc:
             runtime.metrics.flow_action_duration.labels(action.type).observe(time.perf_counter() - started)
-            await _action_failed(runtime, run, action, index, state, results, failed)
+            await _action_failed(runtime, run, action, index, state, results, _as_failure(run, action, exc))
             return
         runtime.metrics.flow_action_duration.labels(action.type).observe(time.perf_counter() - started)
         step.result.setdefault("duration_ms", round((time.perf_counter() - started) * 1000))
@@ -221,6 +171,18 @@ async def execute(runtime: Runtime, engine: FlowEngine, run: ClaimedRun) -> None
             await _finish(runtime, run, RunStatus.STOPPED, results)
             return
     await _finish(runtime, run, RunStatus.SUCCEEDED, results)
+
+
+def _as_failure(run: ClaimedRun, action: Action, exc: Exception) -> ActionFailed:
+    """Every exception of an action fails the action: none may leave the run RUNNING."""
+    if isinstance(exc, ActionFailed):
+        return exc
+    if isinstance(exc, ConditionError | TemplateError):
+        return ActionFailed(str(exc), retryable=False)
+    if isinstance(exc, ClockifyError):  # e.g. a stored secret the configured ENCRYPTION_KEY cannot open
+        return ActionFailed(exc.detail, retryable=False)
+    log.exception("flows.action_crashed", run_id=run.id, flow_id=run.flow_id, action=action.id)
+    return ActionFailed(f"unexpected error: {type(exc).__name__}: {exc}", retryable=False)
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -264,21 +226,21 @@ async def _clockify_api(
     summary = {**base, "request": call.summary()}
     if call.entity_ids:
         await _remember(runtime, run, call.entity_ids)
-    limit = free_plan_limit(runtime.settings.rate_limit) if installation.subscription_plan == "FREE" else None
     started = time.perf_counter()
     api_call = ApiCall(
         workspace_id=run.workspace_id, user_id=None, source="flow", operation_id=operation.operation_id,
         method=call.method, path=call.path[:2000],
     )
     try:
-        api = installation_api(runtime, installation, rate_limit=limit)
+        api = installation_api(runtime, installation)
         response = await api.request(call.method, call.path, api=call.api, params=call.query or None,  # type: ignore[arg-type]
                                      json=call.body)
     except (ClockifyApiError, RateLimited) as exc:
-        await _log_call(runtime, api_call, None, started, exc.detail)
+        status = exc.status_code if isinstance(exc, ClockifyApiError) else exc.status
+        await _log_call(runtime, run, api_call, status, started, exc.detail)
         raise ActionFailed(exc.detail, retryable=True, result=summary) from exc
     except ClockifyError as exc:  # no token, host not allowed, missing base URL
-        await _log_call(runtime, api_call, None, started, exc.detail)
+        await _log_call(runtime, run, api_call, None, started, exc.detail)
         raise ActionFailed(exc.detail, retryable=False, result=summary) from exc
     api_call.status = response.status_code
     api_call.duration_ms = round((time.perf_counter() - started) * 1000)
@@ -286,7 +248,7 @@ async def _clockify_api(
     if not response.is_success:
         error = ClockifyApiError.from_response(response).detail
         api_call.error = error[:2000]
-        await _log_call(runtime, api_call, response.status_code, started, error)
+        await _log_call(runtime, run, api_call, response.status_code, started, error)
         raise ActionFailed(error, retryable=response.status_code in RETRY_STATUSES, result=summary)
     marks: list[str] = []
     try:
@@ -300,12 +262,14 @@ async def _clockify_api(
     return _Step({**summary, "status": "succeeded"}, api_call=api_call, marks=marks)
 
 
-async def _log_call(runtime: Runtime, call: ApiCall, status: int | None, started: float, error: str) -> None:
+async def _log_call(
+    runtime: Runtime, run: ClaimedRun, call: ApiCall, status: int | None, started: float, error: str
+) -> None:
     call.status = status
     call.duration_ms = round((time.perf_counter() - started) * 1000)
     call.error = error[:2000]
     async with runtime.sessions.begin() as session:
-        session.add(call)
+        session.add(mask_call(call, run.secrets))
 
 
 async def _http_request(runtime: Runtime, engine: FlowEngine, action: HttpRequestAction, ctx: Context) -> _Step:
@@ -387,18 +351,13 @@ async def _checkpoint(
 ) -> None:
     async with runtime.sessions.begin() as session:
         await _owned(
-            session, runtime, run, actions=results, state=_jsonable(state),
+            session, runtime, run, actions=masked(results, run.secrets), state=stored_state(state, run.secrets),
             locked_until=utcnow() + timedelta(seconds=runtime.settings.flows.lease_seconds),
         )
         if step.api_call is not None:
-            session.add(step.api_call)
+            session.add(mask_call(step.api_call, run.secrets))
         if step.marks:
             await _upsert_marks(session, runtime, run, step.marks)
-
-
-def _jsonable(value: Any) -> Any:
-    # Variables hold whatever a response contained; keep the state a plain JSON document.
-    return orjson.loads(orjson.dumps(value, default=str))
 
 
 async def _action_failed(
@@ -413,15 +372,19 @@ async def _action_failed(
     config = runtime.settings.flows
     attempts = int(state["attempts"].get(str(index), 0)) + 1
     state["attempts"][str(index)] = attempts
-    record = {"id": action.id, "type": action.type, **failure.result, "status": "failed", "error": str(failure),
-              "attempts": attempts}
+    record = masked(
+        {"id": action.id, "type": action.type, **failure.result, "status": "failed", "error": str(failure),
+         "attempts": attempts},
+        run.secrets,
+    )
     if failure.retryable and attempts < config.max_action_attempts:
         delay = backoff_seconds(attempts, base=config.retry_backoff_base, cap=config.retry_backoff_max)
         async with runtime.sessions.begin() as session:
             await _owned(
-                session, runtime, run, status=RunStatus.QUEUED, state=_jsonable({**state, "last_failure": record}),
-                actions=results, next_attempt_at=utcnow() + timedelta(seconds=delay), locked_by=None,
-                locked_until=None, error=f"{action.id}: {failure} (attempt {attempts}, retrying)",
+                session, runtime, run, status=RunStatus.QUEUED,
+                state=stored_state({**state, "last_failure": record}, run.secrets), actions=masked(results, run.secrets),
+                next_attempt_at=utcnow() + timedelta(seconds=delay), locked_by=None, locked_until=None,
+                error=mask(f"{action.id}: {failure} (attempt {attempts}, retrying)", run.secrets),
             )
         log.info("flows.action_retry", run_id=run.id, action=action.id, attempt=attempts, delay=round(delay, 2))
         return
@@ -433,10 +396,11 @@ async def _finish(
 ) -> None:
     assert status in FINISHED
     now = utcnow()
+    error = mask(error, run.secrets) if error is not None else None
     async with runtime.sessions.begin() as session:
         await _owned(
-            session, runtime, run, status=status, actions=results, error=error, finished_at=now, locked_by=None,
-            locked_until=None, next_attempt_at=None,
+            session, runtime, run, status=status, actions=masked(results, run.secrets), error=error,
+            finished_at=now, locked_by=None, locked_until=None, next_attempt_at=None,
             duration_ms=max(0, round((now - run.started_at).total_seconds() * 1000)),
         )
         if status == RunStatus.FAILED:
@@ -445,6 +409,24 @@ async def _finish(
             await record_success(session, run.flow_id)
     runtime.metrics.flows_executed.labels(status.lower()).inc()
     log.info("flows.run_finished", run_id=run.id, flow_id=run.flow_id, status=status, error=error)
+
+
+async def _abandon(runtime: Runtime, run: ClaimedRun, error: str) -> None:
+    """End a run that broke outside its actions as FAILED, keeping the steps it recorded."""
+    error = mask(error, run.secrets)
+    now = utcnow()
+    try:
+        async with runtime.sessions.begin() as session:
+            await _owned(
+                session, runtime, run, status=RunStatus.FAILED, error=error, finished_at=now, locked_by=None,
+                locked_until=None, next_attempt_at=None,
+                duration_ms=max(0, round((now - run.started_at).total_seconds() * 1000)),
+            )
+            await record_failure(session, run.flow_id, error, runtime.settings.flows.failure_threshold)
+    except Exception:  # LeaseLost, or the database is away: the lease runs out and claim counts it
+        log.warning("flows.abandon_failed", run_id=run.id, flow_id=run.flow_id, exc_info=True)
+        return
+    runtime.metrics.flows_executed.labels(RunStatus.FAILED.lower()).inc()
 
 
 # The loop and housekeeping -------------------------------------------------------------------

@@ -67,6 +67,7 @@ class FlowRun(Base):
         Index(None, "flow_id", "created_at"),
         Index(None, "workspace_id", "created_at"),
         Index(None, "status", "next_attempt_at"),
+        Index(None, "started_at"),  # retention's window
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

@@ -3,8 +3,8 @@
 Every hop goes through :func:`resolve_target`: the URL must be http(s) without
 credentials; its host is resolved once, and every address it resolves to must be
 public (not loopback, private, link-local (cloud metadata at 169.254.169.254), shared,
-reserved, unspecified or multicast, also when hidden in an IPv4-mapped or 6to4
-address) unless the operator allowlist (``FLOWS__HTTP_ALLOWLIST``) names the host,
+reserved, site-local, documentation, unspecified or multicast, also when hidden in an
+IPv4-mapped, 6to4 or NAT64 address) unless the operator allowlist (``FLOWS__HTTP_ALLOWLIST``) names the host,
 the address or a network holding it. The connection then goes to the checked
 address itself (the URL's host is only sent as ``Host`` and TLS SNI), so a second DNS
 answer cannot swap the target. Redirects are followed only when the action asks, at
@@ -51,14 +51,32 @@ class ResponseTooLarge(Exception):
     pass
 
 
+# The NAT64 well-known prefix (RFC 6052): the last 32 bits are the IPv4 address a NAT64
+# gateway connects to, so that address decides.
+NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
+# Special-purpose ranges (IANA's registries) that Python's is_private/is_global miss.
+NOT_GLOBAL: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = (
+    (ipaddress.IPv6Network("fec0::/10"), "site-local (deprecated, RFC 3879)"),
+    (ipaddress.IPv6Network("3fff::/20"), "documentation (RFC 9637)"),
+    (ipaddress.IPv4Network("192.88.99.0/24"), "6to4 relay anycast (deprecated, RFC 7526)"),
+    # Python leaves parts of it public (192.0.0.8, the dummy address); none of it is a flow's target.
+    (ipaddress.IPv4Network("192.0.0.0/24"), "an IETF protocol assignment (RFC 6890)"),
+)
+
+
 def non_public_reason(address: IPAddress) -> str | None:
     """Why ``address`` is not a public unicast address, or None when it is."""
     if isinstance(address, ipaddress.IPv6Address):
-        for embedded in (address.ipv4_mapped, address.sixtofour):
+        nat64 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in NAT64_PREFIX else None
+        for embedded in (address.ipv4_mapped, address.sixtofour, nat64):
             if embedded is not None:
-                return non_public_reason(embedded)
+                reason = non_public_reason(embedded)
+                return f"{reason} (it embeds {embedded})" if reason else None
         if address.teredo is not None:
             return "a Teredo tunnel address"
+    for network, why in NOT_GLOBAL:
+        if address.version == network.version and address in network:
+            return why
     checks = (
         (address.is_unspecified, "unspecified"),
         (address.is_loopback, "loopback"),

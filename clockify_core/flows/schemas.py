@@ -11,14 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from clockify_core.db.base import RowId
 
 
-class FlowCreate(BaseModel):
+class FlowDefinition(BaseModel):
     """A flow definition (docs/flows.md). ``conditions`` and ``actions`` are checked by
     the flow compiler, which reports the location of each problem."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    enabled: bool = True
     trigger: dict[str, Any] = Field(description='{"events": [...]} or {"custom_source": "<id>", "events": [...]}')
     conditions: dict[str, Any] | None = Field(None, description="A leaf or an all/any/not group; null = always")
     actions: list[Any] = Field(default_factory=list, description="Run in order")
@@ -26,8 +25,17 @@ class FlowCreate(BaseModel):
     record_unmatched: bool = Field(False, description="Also record a run for every event that did not match")
 
 
-class FlowUpdate(FlowCreate):
-    """A full replacement. A secret header sent back as ``{"secret": "********"}`` keeps its stored value."""
+class FlowCreate(FlowDefinition):
+    enabled: bool = True
+
+
+class FlowUpdate(FlowDefinition):
+    """A full replacement of the definition. A secret header sent back as ``{"secret": "********"}``
+    keeps its stored value."""
+
+    enabled: bool | None = Field(
+        None, description="Omitted: the flow stays as it is (an automatically disabled flow stays disabled)"
+    )
 
 
 class FlowRead(BaseModel):

@@ -34,8 +34,10 @@ from clockify_core.flows.schemas import (
     DryRunRequest,
     DryRunResult,
     FlowCreate,
+    FlowDefinition,
     FlowRead,
     FlowRunRead,
+    FlowUpdate,
 )
 from clockify_core.flows.templates import TemplateError
 from clockify_core.lifecycle.models import Installation
@@ -50,7 +52,7 @@ async def _custom_sources(session: AsyncSession, workspace_id: str) -> set[str]:
     return set(rows.scalars())
 
 
-def refuse_sealed(data: FlowCreate) -> None:
+def refuse_sealed(data: FlowDefinition) -> None:
     """Only the server writes encrypted secrets; a client sends {"secret": value}."""
     for index, action in enumerate(data.actions):
         headers = action.get("headers") if isinstance(action, dict) else None
@@ -63,7 +65,9 @@ def refuse_sealed(data: FlowCreate) -> None:
                 )
 
 
-async def validate(runtime: Runtime, session: AsyncSession, workspace_id: str, data: FlowCreate) -> CompiledFlow:
+async def validate(
+    runtime: Runtime, session: AsyncSession, workspace_id: str, data: FlowDefinition
+) -> CompiledFlow:
     """Compile a definition as received; raises 422 / 403 with the location of each problem."""
     return compile_definition(
         data.model_dump(), profile=runtime.profile, config=runtime.settings.flows,
@@ -121,7 +125,7 @@ def _masked_actions(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return shown
 
 
-def _unmasked_for_compile(data: FlowCreate, previous: list[dict[str, Any]] | None) -> FlowCreate:
+def _unmasked_for_compile(data: FlowDefinition, previous: list[dict[str, Any]] | None) -> FlowDefinition:
     """Masked secrets sent back unchanged compile as the stored secret they stand for."""
     kept = _previous_secrets(previous)
     actions = copy.deepcopy(data.actions)
@@ -182,7 +186,7 @@ async def create_flow(
 
 
 async def update_flow(
-    runtime: Runtime, session: AsyncSession, workspace_id: str, flow_id: str, data: FlowCreate
+    runtime: Runtime, session: AsyncSession, workspace_id: str, flow_id: str, data: FlowUpdate
 ) -> Flow:
     flow = await get_flow(session, workspace_id, flow_id)
     refuse_sealed(data)
@@ -190,7 +194,8 @@ async def update_flow(
     flow.actions = seal_actions(runtime, data.actions, flow.actions)
     flow.name, flow.trigger, flow.conditions = data.name, data.trigger, data.conditions
     flow.max_runs_per_minute, flow.record_unmatched = data.max_runs_per_minute, data.record_unmatched
-    _set_enabled(flow, data.enabled)
+    if data.enabled is not None:
+        _set_enabled(flow, data.enabled)
     flow.version += 1
     flow.updated_at = utcnow()
     # A new definition starts a new loop-guard history.

@@ -12,7 +12,9 @@ change the shape of what is sent (docs/flows.md has the table):
   its path segment or query value.
 * **Query parameters** are plain text; the HTTP client encodes them.
 * **Headers** are plain text; a value with CR, LF or another control character fails
-  the action instead of starting a new header.
+  the action instead of starting a new header, and so does one with a non-ASCII
+  character (``José``): HTTP header values are ASCII, and the HTTP client cannot send
+  anything else. Put such text in the body.
 
 The text of a value: strings as they are, ``true``/``false``, numbers as JSON, null or a
 missing value as the empty string, lists and objects as compact JSON. ``\\{{`` writes a
@@ -35,6 +37,7 @@ _PLACEHOLDER = re.compile(r"(?<!\\)\{\{\s*(\.\.\.)?\s*(\$[^{}]*?)\s*\}\}")
 _ESCAPED = "\\{{"
 # Control characters a header value may not hold (tab is allowed): CR/LF would inject headers.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+NON_ASCII = re.compile(r"[^\x00-\x7f]")
 MAX_DEPTH = 32
 
 
@@ -198,11 +201,20 @@ def _render(node: Any, ctx: Context) -> Any:
 
 # Headers -------------------------------------------------------------------------------------
 
-def header_value(template: TextTemplate, ctx: Context) -> str:
-    """Rendered header text; control characters (CR/LF injection) are refused."""
-    text = template.text(ctx)
+def header_value_problem(text: str) -> str | None:
+    """Why ``text`` cannot be sent as a header value, or None."""
     if CONTROL_CHARACTERS.search(text):
-        raise TemplateError("a rendered header value contains a control character (CR, LF...)")
+        return "contains a control character (CR, LF...)"
+    if NON_ASCII.search(text):
+        return "contains a non-ASCII character (header values are ASCII; put such text in the body)"
+    return None
+
+
+def header_value(template: TextTemplate, ctx: Context, name: str = "") -> str:
+    """Rendered header text; control characters (CR/LF injection) and non-ASCII text are refused."""
+    text = template.text(ctx)
+    if problem := header_value_problem(text):
+        raise TemplateError(f"the rendered value of header {name or '(unnamed)'} {problem}")
     return text
 
 

@@ -31,7 +31,11 @@ class JobStatus(StrEnum):
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (Index(None, "status", "run_after"), Index(None, "workspace_id", "created_at"))
+    __table_args__ = (
+        Index(None, "status", "run_after"),
+        Index(None, "workspace_id", "created_at"),
+        Index(None, "status", "finished_at"),  # retention's window
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     workspace_id: Mapped[str] = mapped_column(String(64))

@@ -1,9 +1,14 @@
 """Registering the events the manifest could not declare, through the Webhooks API.
 
-The job reconciles rather than replays: events that already have an active
-subscription are skipped, stale registrations (from before a reinstall) are removed
-at Clockify first, and a refusal (plan limits, permissions) is recorded on the
-subscription with Clockify's reason instead of failing the installation.
+The job reconciles rather than replays: it registers every event of the profile that
+no manifest webhook delivers (the INSTALLED body decides, not the cap we serve now: the
+published manifest version may differ), skips events that already have an active
+subscription, removes stale registrations (from before a reinstall) at Clockify first,
+and records a refusal (plan limits, permissions) on the subscription with Clockify's
+reason instead of failing the installation.
+
+A delete answered 401, 403 or 404 means the webhook is no longer ours to remove: Clockify
+drops an add-on's webhooks and revokes its token with the uninstall.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import structlog
 from sqlalchemy import select, update
 
 from clockify_core.catalog import event_slug, webhook_path
-from clockify_core.client import ClockifyApiError, decode_json
+from clockify_core.client import ClockifyApiError, WorkspaceApi, decode_json
 from clockify_core.client.errors import body_excerpt
 from clockify_core.jobs.models import Job
 from clockify_core.jobs.worker import JobContext
@@ -28,11 +33,23 @@ from clockify_core.lifecycle.repository import (
     installation_api,
     require_installation,
 )
-from clockify_core.manifest.builder import runtime_webhook_events
 from clockify_core.runtime import Runtime
 from clockify_core.security.crypto import token_digest
 
 log = structlog.get_logger(__name__)
+
+GONE = frozenset({401, 403, 404})  # revoked or dropped with an uninstall, or never ours
+
+
+async def delete_webhook(api: WorkspaceApi, webhook_id: str) -> int:
+    """Remove one registration at Clockify; returns the status. 5xx raises, so the job retries;
+    any other refusal is logged and not retried (repeating it would change nothing)."""
+    response = await api.request("DELETE", f"/v1/workspaces/{api.workspace_id}/webhooks/{webhook_id}")
+    if response.status_code >= 500:
+        raise ClockifyApiError.from_response(response)
+    if not response.is_success and response.status_code not in GONE:
+        log.warning("webhooks.delete_refused", workspace_id=api.workspace_id, status=response.status_code)
+    return response.status_code
 
 
 async def _runtime_subscriptions(runtime: Runtime, workspace_id: str) -> dict[str, WebhookSubscription]:
@@ -75,12 +92,24 @@ async def register_webhooks(runtime: Runtime, ctx: JobContext) -> None:
 
     for event, sub in current.items():
         if sub.status == SubscriptionStatus.REMOVED and sub.clockify_webhook_id:
-            response = await api.request("DELETE", f"/v1/workspaces/{workspace_id}/webhooks/{sub.clockify_webhook_id}")
-            log.info("webhooks.stale_removed", workspace_id=workspace_id, event=event, status=response.status_code)
+            status = await delete_webhook(api, sub.clockify_webhook_id)
+            log.info("webhooks.stale_removed", workspace_id=workspace_id, webhook_event=event, status=status)
             await _save(runtime, workspace_id, event, clockify_webhook_id=None)
 
+    async with runtime.sessions() as session:
+        delivered = set(
+            (
+                await session.scalars(
+                    select(WebhookSubscription.event_type).where(
+                        WebhookSubscription.workspace_id == workspace_id,
+                        WebhookSubscription.source == SubscriptionSource.MANIFEST,
+                        WebhookSubscription.status == SubscriptionStatus.ACTIVE,
+                    )
+                )
+            ).all()
+        )
     registered = refused = 0
-    for event in runtime_webhook_events(runtime.profile, settings.manifest.webhook_cap):
+    for event in (e for e in runtime.profile.events if e not in delivered):
         existing = current.get(event)
         if existing is not None and existing.status == SubscriptionStatus.ACTIVE and existing.token_digest:
             registered += 1
@@ -111,30 +140,33 @@ async def register_webhooks(runtime: Runtime, ctx: JobContext) -> None:
             await _save(runtime, workspace_id, event, status=SubscriptionStatus.REFUSED, error=reason[:1000],
                         token_encrypted=None, token_digest=None)
             refused += 1
-            log.warning("webhooks.registration_refused", workspace_id=workspace_id, event=event, status=response.status_code)
+            log.warning("webhooks.registration_refused", workspace_id=workspace_id, webhook_event=event, status=response.status_code)
         ctx.report(registered=registered, refused=refused)
     ctx.report(registered=registered, refused=refused)
 
 
 async def unregister_webhooks(runtime: Runtime, ctx: JobContext) -> None:
-    """After an uninstall: try to remove what we registered. Clockify revokes the token with
-    the uninstall, so a 401/403 ends the attempt (Clockify then owns the cleanup)."""
+    """After an uninstall (or a reinstall that moved events to the manifest): remove what we
+    registered. Clockify drops an add-on's webhooks and revokes its token with the uninstall,
+    so 401/403/404 count as already gone, and a 401 ends the attempt."""
     workspace_id = ctx.workspace_id
     ids = [str(i) for i in ctx.params.get("webhook_ids", [])]
     encrypted = ctx.params.get("token")
-    removed = 0
+    removed = gone = 0
     if isinstance(encrypted, str) and ids:
         async with runtime.sessions() as session:
             installation = await get_installation(session, workspace_id)
         if installation is not None:
             api = installation_api(runtime, installation, token=runtime.cipher.decrypt(encrypted))
-            for webhook_id in ids:
-                response = await api.request("DELETE", f"/v1/workspaces/{workspace_id}/webhooks/{webhook_id}")
-                if response.status_code in (401, 403):
-                    ctx.report(outcome="token revoked by Clockify")
+            for position, webhook_id in enumerate(ids):
+                status = await delete_webhook(api, webhook_id)
+                if status == 401:
+                    # The token went with the uninstall, and with it the add-on's webhooks.
+                    gone += len(ids) - position
                     break
-                removed += response.is_success
-    ctx.report(removed=removed, requested=len(ids))
+                removed += status < 300
+                gone += status in GONE
+    ctx.report(removed=removed, already_gone=gone, requested=len(ids))
     # The job row outlives the installation; do not keep a token in it.
     async with runtime.sessions.begin() as session:
         await session.execute(update(Job).where(Job.id == ctx.job.id).values(params={"webhook_ids": ids}))

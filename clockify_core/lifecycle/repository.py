@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +14,7 @@ from clockify_core.lifecycle.models import (
     SubscriptionStatus,
     WebhookSubscription,
 )
+from clockify_core.ratelimit import free_plan_limit
 
 if TYPE_CHECKING:
     from clockify_core.client import WorkspaceApi
@@ -58,10 +59,13 @@ async def subscription_for_token(
     return (row[0], row[1]) if row is not None else None
 
 
-def installation_api(
-    runtime: Runtime, installation: Installation, *, token: str | None = None, **extra: Any
-) -> WorkspaceApi:
-    """A client acting with the installation token (or ``token``) on the URLs Clockify gave for it."""
+def installation_api(runtime: Runtime, installation: Installation, *, token: str | None = None) -> WorkspaceApi:
+    """A client acting with the installation token (or ``token``) on the URLs Clockify gave for it.
+
+    The rate budget follows the installation's plan: a Free-plan workspace gets
+    ``free_plan_limit`` (30 requests an hour) for every caller, because the limiter's
+    bucket is shared by the whole workspace and one paid-rate caller would drain it.
+    """
     if token is None:
         if not installation.auth_token_encrypted:
             raise NotFound("The installation has no token (uninstalled)")
@@ -76,5 +80,5 @@ def installation_api(
         reports_url=installation.reports_url,
         pto_url=installation.pto_url,
         addon_key=runtime.settings.signing.addon_key,
-        **extra,
+        rate_limit=free_plan_limit(runtime.settings.rate_limit) if installation.subscription_plan == "FREE" else None,
     )

@@ -7,17 +7,19 @@ so it survives a crash after the answer and never runs for a rolled-back install
 
 from __future__ import annotations
 
+import hmac
+from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 import structlog
-from sqlalchemy import Table, delete, update
+from sqlalchemy import Table, and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.catalog import path_event
 from clockify_core.db.base import utcnow
 from clockify_core.db.models import metadata
-from clockify_core.errors import BadRequest
+from clockify_core.errors import BadRequest, TokenInvalid, WorkspaceMismatch
 from clockify_core.jobs import queue
 from clockify_core.jobs.models import Job, JobKind
 from clockify_core.lifecycle.models import (
@@ -34,11 +36,7 @@ from clockify_core.lifecycle.schemas import (
     SettingsUpdatedPayload,
     StatusChangedPayload,
 )
-from clockify_core.manifest.builder import (
-    DEFAULT_SETTINGS,
-    manifest_webhook_events,
-    runtime_webhook_events,
-)
+from clockify_core.manifest.builder import DEFAULT_SETTINGS
 from clockify_core.runtime import Runtime
 from clockify_core.security.crypto import token_digest
 from clockify_core.security.tokens import ClockifyClaims, TokenKind, ensure_workspace
@@ -50,9 +48,58 @@ log = structlog.get_logger(__name__)
 _KEPT_ON_PURGE = {"installations", "jobs"}
 
 
+@dataclass(frozen=True, slots=True)
+class LifecycleToken:
+    """A verified lifecycle signature: its claims and the SHA-256 of the token itself."""
+
+    claims: ClockifyClaims
+    digest: str
+
+
+async def lifecycle_token(runtime: Runtime, session: AsyncSession, token: str) -> LifecycleToken:
+    """Verify the signature of a lifecycle call and refuse the tokens Clockify hands out to keep.
+
+    Clockify signs webhook, installation and lifecycle tokens with one key and the same
+    claims (REFERENCE §5); what tells them apart is where each was given. A webhook token
+    travels with every delivery and never expires, so whoever sees one delivery must not be
+    able to uninstall or pause the workspace with it: a lifecycle token equal to a webhook
+    token stored for the workspace, or to its installation token, is refused.
+    """
+    claims = await runtime.verifier.verify(token, TokenKind.LIFECYCLE)
+    digest = token_digest(token)
+    kept = await session.scalar(
+        select(WebhookSubscription.id)
+        .where(WebhookSubscription.workspace_id == claims.workspace_id, WebhookSubscription.token_digest == digest)
+        .limit(1)
+    )
+    installation = await session.get(Installation, claims.workspace_id)
+    if kept is not None or (
+        installation is not None
+        and installation.auth_token_encrypted
+        and hmac.compare_digest(runtime.cipher.decrypt(installation.auth_token_encrypted), token)
+    ):
+        raise TokenInvalid("a webhook or installation token is not a lifecycle token")
+    return LifecycleToken(claims, digest)
+
+
 def check_ids(claims: ClockifyClaims, workspace_id: str, addon_id: str) -> None:
     """The payload must name the workspace and installation its signature was issued for."""
     ensure_workspace(claims, workspace_id, addon_id=addon_id)
+
+
+async def _current_installation(
+    session: AsyncSession, auth: LifecycleToken, workspace_id: str, addon_id: str
+) -> Installation:
+    """The stored installation a DELETED, STATUS_CHANGED or SETTINGS_UPDATED call is about.
+
+    Its ``addonId`` must be the stored one: a genuine call of an earlier installation of the
+    same workspace (a replay, or a never-expiring webhook token of it) must not touch this one.
+    """
+    check_ids(auth.claims, workspace_id, addon_id)
+    installation = await require_installation(session, workspace_id)
+    if installation.addon_id != addon_id:
+        raise WorkspaceMismatch("token belongs to an earlier installation of this workspace")
+    return installation
 
 
 def webhook_route_path(raw: str, base_url: str) -> str:
@@ -70,8 +117,11 @@ def default_settings() -> list[dict[str, object]]:
     ]
 
 
-async def install(runtime: Runtime, session: AsyncSession, claims: ClockifyClaims, payload: InstalledPayload) -> None:
-    check_ids(claims, payload.workspace_id, payload.addon_id)
+async def install(runtime: Runtime, session: AsyncSession, auth: LifecycleToken, payload: InstalledPayload) -> None:
+    check_ids(auth.claims, payload.workspace_id, payload.addon_id)
+    given = {token_digest(payload.auth_token), *(token_digest(w.auth_token) for w in payload.webhooks)}
+    if auth.digest in given:
+        raise TokenInvalid("a webhook or installation token is not a lifecycle token")
     # The installation token is Clockify's too: verify it and take the API URLs from it.
     token_claims = await runtime.verifier.verify(payload.auth_token, TokenKind.INSTALLATION)
     check_ids(token_claims, payload.workspace_id, payload.addon_id)
@@ -98,28 +148,19 @@ async def install(runtime: Runtime, session: AsyncSession, claims: ClockifyClaim
     installation.addon_user_id = payload.addon_user_id
     await session.flush()
 
-    # A reinstall brings new tokens for every webhook: replace the manifest ones, and mark
-    # runtime ones stale so the registration job replaces them at Clockify too.
-    await session.execute(
-        delete(WebhookSubscription).where(
-            WebhookSubscription.workspace_id == payload.workspace_id,
-            WebhookSubscription.source == SubscriptionSource.MANIFEST,
-        )
-    )
-    await session.execute(
-        update(WebhookSubscription)
-        .where(WebhookSubscription.workspace_id == payload.workspace_id, WebhookSubscription.source == SubscriptionSource.RUNTIME)
-        .values(status=SubscriptionStatus.REMOVED, token_encrypted=None, token_digest=None)
-    )
-    declared = set(manifest_webhook_events(profile, settings.manifest.webhook_cap))
-    seen: set[tuple[str, str]] = set()
+    # Every event the INSTALLED body brings a token for is a manifest webhook, whatever our
+    # cap says now: the published manifest version is what Clockify delivers.
+    manifest: dict[str, str] = {}
+    tokens: dict[str, str] = {}
     for webhook in payload.webhooks:
         path = webhook_route_path(webhook.path, settings.base_url)
         event = path_event(path)
-        if event is None or event not in declared or (path, event) in seen:
+        if event is None or event not in profile.events or event in manifest:
             log.warning("lifecycle.unknown_webhook_path", workspace_id=payload.workspace_id, path=path[:200])
             continue
-        seen.add((path, event))
+        manifest[event], tokens[event] = path, webhook.auth_token
+    await _replace_subscriptions(session, installation, set(manifest))
+    for event, path in manifest.items():
         session.add(
             WebhookSubscription(
                 workspace_id=payload.workspace_id,
@@ -127,19 +168,56 @@ async def install(runtime: Runtime, session: AsyncSession, claims: ClockifyClaim
                 path=path,
                 source=SubscriptionSource.MANIFEST,
                 status=SubscriptionStatus.ACTIVE,
-                token_encrypted=runtime.cipher.encrypt(webhook.auth_token),
-                token_digest=token_digest(webhook.auth_token),
+                token_encrypted=runtime.cipher.encrypt(tokens[event]),
+                token_digest=token_digest(tokens[event]),
             )
         )
-    if runtime_webhook_events(profile, settings.manifest.webhook_cap):
+    if any(event not in manifest for event in profile.events):
         await queue.enqueue(session, payload.workspace_id, JobKind.REGISTER_WEBHOOKS)
     await queue.enqueue(session, payload.workspace_id, JobKind.BOOTSTRAP)
-    log.info("lifecycle.installed", workspace_id=payload.workspace_id, webhooks=len(seen))
+    log.info("lifecycle.installed", workspace_id=payload.workspace_id, webhooks=len(manifest))
 
 
-async def uninstall(runtime: Runtime, session: AsyncSession, claims: ClockifyClaims, payload: DeletedPayload) -> None:
-    check_ids(claims, payload.workspace_id, payload.addon_id)
-    installation = await require_installation(session, payload.workspace_id)
+async def _replace_subscriptions(session: AsyncSession, installation: Installation, manifest: set[str]) -> None:
+    """Clear the way for a (re)install's webhooks, whatever the previous install registered.
+
+    Manifest rows go (the body brings new tokens). A runtime registration of an event the
+    manifest now delivers goes too, and is removed at Clockify by an ``unregister_webhooks``
+    job. The other runtime rows are marked REMOVED: the registration job replaces them.
+    """
+    workspace_id = installation.workspace_id
+    source, event = WebhookSubscription.source, WebhookSubscription.event_type
+    taken_over = and_(source == SubscriptionSource.RUNTIME, event.in_(manifest))
+    stale = list(
+        (
+            await session.scalars(
+                select(WebhookSubscription.clockify_webhook_id).where(
+                    WebhookSubscription.workspace_id == workspace_id,
+                    taken_over,
+                    WebhookSubscription.clockify_webhook_id.is_not(None),
+                )
+            )
+        ).all()
+    )
+    await session.execute(
+        delete(WebhookSubscription).where(
+            WebhookSubscription.workspace_id == workspace_id, or_(source == SubscriptionSource.MANIFEST, taken_over)
+        )
+    )
+    await session.execute(
+        update(WebhookSubscription)
+        .where(WebhookSubscription.workspace_id == workspace_id, source == SubscriptionSource.RUNTIME)
+        .values(status=SubscriptionStatus.REMOVED, token_encrypted=None, token_digest=None)
+    )
+    if stale and installation.auth_token_encrypted:
+        await queue.enqueue(
+            session, workspace_id, JobKind.UNREGISTER_WEBHOOKS,
+            {"webhook_ids": stale, "token": installation.auth_token_encrypted}, unique=False,
+        )
+
+
+async def uninstall(runtime: Runtime, session: AsyncSession, auth: LifecycleToken, payload: DeletedPayload) -> None:
+    installation = await _current_installation(session, auth, payload.workspace_id, payload.addon_id)
     workspace_id = payload.workspace_id
     registered = [
         s.clockify_webhook_id
@@ -184,10 +262,9 @@ async def purge_workspace_data(session: AsyncSession, workspace_id: str) -> int:
 
 
 async def change_status(
-    runtime: Runtime, session: AsyncSession, claims: ClockifyClaims, payload: StatusChangedPayload
+    runtime: Runtime, session: AsyncSession, auth: LifecycleToken, payload: StatusChangedPayload
 ) -> None:
-    check_ids(claims, payload.workspace_id, payload.addon_id)
-    installation = await require_installation(session, payload.workspace_id)
+    installation = await _current_installation(session, auth, payload.workspace_id, payload.addon_id)
     previous = installation.status
     installation.status = payload.status
     installation.status_changed_at = utcnow()
@@ -198,10 +275,9 @@ async def change_status(
 
 
 async def update_settings(
-    runtime: Runtime, session: AsyncSession, claims: ClockifyClaims, payload: SettingsUpdatedPayload
+    runtime: Runtime, session: AsyncSession, auth: LifecycleToken, payload: SettingsUpdatedPayload
 ) -> None:
-    check_ids(claims, payload.workspace_id, payload.addon_id)
-    installation = await require_installation(session, payload.workspace_id)
+    installation = await _current_installation(session, auth, payload.workspace_id, payload.addon_id)
     ids = [s.id for s in payload.settings]
     if len(set(ids)) != len(ids):
         raise BadRequest("settings contain the same id twice")

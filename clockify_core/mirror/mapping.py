@@ -4,11 +4,19 @@ One mapping per typed kind turns a body (webhook shape or API shape; they share
 field names) into the typed columns; every other kind keeps only its id and raw
 body. Bodies are trusted only as far as their types: a missing or odd field maps
 to NULL rather than failing the event.
+
+A webhook body and the API's representation of the same entity map to the same
+columns (tests/mirror/test_fidelity.py): empty text is NULL, a custom field value
+keeps ``customFieldId``, ``name`` and ``value`` (webhooks carry no ``type``), and a
+body that omits something keeps the stored value (the writer merges bodies into the
+stored ``raw``). NUL characters, which PostgreSQL text and jsonb refuse, are removed
+from every string (:func:`without_nul`). docs/schema.md states these rules for users.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -26,12 +34,21 @@ _DURATION = re.compile(
 )
 
 
+# Column ranges: a value outside them is no real duration or amount, and would fail the write.
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+
+
+def _bounded(value: float, limit: int) -> int | None:
+    return int(value) if math.isfinite(value) and -limit <= value <= limit else None
+
+
 def parse_duration(value: Any) -> int | None:
-    """ISO-8601 duration (``PT1H30M``) or a number of seconds → whole seconds."""
+    """ISO-8601 duration (``PT1H30M``) or a number of seconds → whole seconds (None past 68 years)."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return int(value)
+        return _bounded(value, INT32_MAX)
     if not isinstance(value, str):
         return None
     return _parse_duration_text(value)
@@ -46,17 +63,49 @@ def _parse_duration_text(value: str) -> int | None:
     if not match:
         return None
     days, hours, minutes, seconds = (float(part) if part else 0.0 for part in match.group("d", "h", "m", "s"))
-    return int(days * 86400 + hours * 3600 + minutes * 60 + seconds)
+    return _bounded(days * 86400 + hours * 3600 + minutes * 60 + seconds, INT32_MAX)
 
 
 def parse_time(value: Any) -> datetime | None:
+    """ISO-8601 text → an aware UTC datetime; anything else, or a moment UTC cannot hold, → None."""
     if not isinstance(value, str) or not value:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        # "0001-01-01T00:00:00+05:00" parses, but lies before datetime.min in UTC.
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _strip_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, Mapping):
+        return {_strip_nul(k): _strip_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strip_nul(v) for v in value]
+    return value
+
+
+def without_nul(body: Body) -> Body:
+    """``body`` without NUL characters in its strings and keys (the same object when it has none).
+
+    PostgreSQL's text and jsonb cannot store U+0000; a body holding one would fail every
+    write of it, so the character is dropped, as Clockify's own UI never shows it.
+    """
+    # orjson writes U+0000 as this escape (keys too): a cheap test before the walk.
+    return _strip_nul(body) if b"\\u0000" in orjson.dumps(body) else body
+
+
+def loads_without_nul(raw: bytes) -> Any:
+    """``orjson.loads(raw)`` with NUL removed as :func:`without_nul` does.
+
+    Every body reaches the mirror through this or the webhook receiver (which cleans what
+    it stores), so the test runs once per response on the raw bytes, not once per row.
+    """
+    data = orjson.loads(raw)
+    return _strip_nul(data) if b"\\u0000" in raw else data
 
 
 def _str(value: Any) -> str | None:
@@ -73,7 +122,7 @@ def _amount(value: Any) -> int | None:
         value = value.get("amount")
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return int(value)
+    return _bounded(value, INT64_MAX)
 
 
 def _currency(*values: Any) -> str | None:
@@ -93,12 +142,12 @@ def _time_entry(body: Body) -> dict[str, Any]:
     start, end = parse_time(interval.get("start")), parse_time(interval.get("end"))
     duration = parse_duration(interval.get("duration"))
     if duration is None and start and end:
-        duration = int((end - start).total_seconds())
+        duration = _bounded((end - start).total_seconds(), INT32_MAX)
     tag_ids = _str_list(body.get("tagIds"))
-    if not tag_ids and isinstance(body.get("tags"), list):
+    if "tagIds" not in body and isinstance(body.get("tags"), list):
         tag_ids = [t["id"] for t in body["tags"] if isinstance(t, Mapping) and isinstance(t.get("id"), str)]
     custom = [
-        {k: v for k, v in item.items() if k in ("customFieldId", "name", "value", "type")}
+        {k: v for k, v in item.items() if k in ("customFieldId", "name", "value")}
         for item in body.get("customFieldValues") or []
         if isinstance(item, Mapping)
     ]
@@ -106,13 +155,15 @@ def _time_entry(body: Body) -> dict[str, Any]:
         "user_id": _str(body.get("userId")),
         "project_id": _str(body.get("projectId")),
         "task_id": _str(body.get("taskId")),
-        "description": body.get("description") if isinstance(body.get("description"), str) else None,
+        "description": _str(body.get("description")),
         "start_at": start,
         "end_at": end,
         "duration_seconds": duration,
         "billable": _bool(body.get("billable")),
         "is_locked": _bool(body.get("isLocked")),
-        "type": _str(body.get("type")),
+        # Webhook bodies carry no type (REFERENCE §8): they predate break entries, so an
+        # entry first seen through one is REGULAR until the API says otherwise.
+        "type": _str(body.get("type")) or "REGULAR",
         "tag_ids": tag_ids,
         "hourly_rate": _amount(body.get("hourlyRate")),
         "cost_rate": _amount(body.get("costRate")),
@@ -135,7 +186,7 @@ def _project(body: Body) -> dict[str, Any]:
         "archived": _bool(body.get("archived")),
         "is_public": _bool(body.get("public")),
         "color": _str(body.get("color")),
-        "note": body.get("note") if isinstance(body.get("note"), str) else None,
+        "note": _str(body.get("note")),
         "hourly_rate": _amount(body.get("hourlyRate")),
         "cost_rate": _amount(body.get("costRate")),
         "estimate_seconds": _estimate_seconds(body.get("timeEstimate") or body.get("estimate")),
@@ -147,7 +198,7 @@ def _client(body: Body) -> dict[str, Any]:
         "name": _str(body.get("name")),
         "archived": _bool(body.get("archived")),
         "email": _str(body.get("email")),
-        "note": body.get("note") if isinstance(body.get("note"), str) else None,
+        "note": _str(body.get("note")),
     }
 
 
@@ -171,13 +222,31 @@ def _task(body: Body) -> dict[str, Any]:
     }
 
 
+def membership_status(body: Body) -> str | None:
+    """The status of the user's workspace membership (``memberships`` of the API's user)."""
+    memberships = body.get("memberships")
+    for item in memberships if isinstance(memberships, list) else ():
+        if isinstance(item, Mapping) and item.get("membershipType") == "WORKSPACE":
+            return _str(item.get("membershipStatus"))
+    return None
+
+
+def with_membership_status(body: Body, workspace_id: str, status: str) -> dict[str, Any]:
+    """``body`` with its workspace membership set to ``status`` (added when the body has none)."""
+    memberships = [m for m in body.get("memberships") or [] if isinstance(m, Mapping)]
+    if not any(m.get("membershipType") == "WORKSPACE" for m in memberships):
+        memberships.append({"userId": body.get("id"), "targetId": workspace_id, "membershipType": "WORKSPACE"})
+    return {**body, "memberships": [{**m, "membershipStatus": status} if m.get("membershipType") == "WORKSPACE" else m
+                                    for m in memberships]}
+
+
 def _user(body: Body) -> dict[str, Any]:
     settings = body.get("settings") if isinstance(body.get("settings"), Mapping) else {}
     assert isinstance(settings, Mapping)
     return {
         "name": _str(body.get("name")),
         "email": _str(body.get("email")),
-        "status": _str(body.get("status")),
+        "status": membership_status(body) or _str(body.get("status")),
         "time_zone": _str(settings.get("timeZone")),
     }
 
@@ -217,7 +286,10 @@ def entity_id(kind: str, body: Body, id_field: str = "id") -> str | None:
 
 
 def row_values(kind: str, workspace_id: str, row_id: str, body: Body) -> dict[str, Any]:
-    """Columns for a mirror row of ``kind`` (typed table or ``entities``), without bookkeeping."""
+    """Columns for a mirror row of ``kind`` (typed table or ``entities``), without bookkeeping.
+
+    ``body`` holds no NUL: it was read with :func:`loads_without_nul` or stored by the receiver.
+    """
     values: dict[str, Any] = {"workspace_id": workspace_id, "id": row_id, "raw": dict(body)}
     if kind in TYPED_COLUMNS:
         values.update(TYPED_COLUMNS[kind](body))

@@ -5,7 +5,13 @@ Rules (docs/schema.md explains them to users):
 - updates overwrite content but never clear ``deleted_at``: a late update after a
   delete does not resurrect the row; ``*_RESTORED`` does;
 - a delete keeps the last known content and sets ``deleted_at``;
-- partial bodies (``USER_UPDATED``, ``EXPENSE_UPDATED``...) merge into the stored raw body;
+- bodies merge into the stored raw body: what a body omits keeps its stored value.
+  Partial bodies (``USER_UPDATED``, ``EXPENSE_UPDATED``...) depend on it, and webhook
+  bodies lack fields the API serves (a time entry's ``type``, a client's ``note``, a
+  task's rates), which an update must not blank;
+- a user event that changes the workspace membership (``USER_JOINED_WORKSPACE``,
+  ``USER_ACTIVATED_``/``USER_DEACTIVATED_ON_WORKSPACE``) records its status, which the
+  body itself does not carry;
 - a snapshot (the entity as the API returns it now, or its absence) is the truth and
   overrides all of the above.
 """
@@ -22,11 +28,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.catalog import Action, EventSpec
 from clockify_core.db.base import utcnow
-from clockify_core.mirror.mapping import Body, entity_id, row_values
+from clockify_core.mirror.mapping import Body, entity_id, row_values, with_membership_status
 from clockify_core.mirror.models import TYPED_MODELS, Entity
 from clockify_core.observability.metrics import Metrics
 
 _BOOKKEEPING = ("written_at", "written_by", "last_event")
+# The membership status a user event leaves, which its body does not say (REFERENCE §8).
+_MEMBERSHIP_AFTER = {
+    "USER_JOINED_WORKSPACE": "ACTIVE",
+    "USER_ACTIVATED_ON_WORKSPACE": "ACTIVE",
+    "USER_DEACTIVATED_ON_WORKSPACE": "INACTIVE",
+}
 
 
 def table_for(kind: str) -> Table:
@@ -108,9 +120,11 @@ class MirrorWriter:
         now = now or utcnow()
         book = {"written_at": now, "written_by": written_by, "last_event": spec.name}
         action = spec.action
-        if action is Action.PARTIAL:
+        if action not in (Action.CREATED, Action.DELETED):  # those two never change stored content
             stored = await self._stored_raw(spec.kind, workspace_id, row_id)
             body = {**(stored or {}), **body}
+        if spec.name in _MEMBERSHIP_AFTER:
+            body = with_membership_status(body, workspace_id, _MEMBERSHIP_AFTER[spec.name])
         values = {**row_values(spec.kind, workspace_id, row_id, body), **book}
         if action is Action.CREATED:
             await self._upsert(spec.kind, [values], on_conflict="nothing")

@@ -2,7 +2,9 @@
 
 Messages are event names (``"webhook.accepted"``). Every event passes through
 :func:`redact`, which masks values under secret-looking keys and any JWT-looking
-string anywhere, so a token never reaches a log line whatever key carries it.
+string anywhere, so a token never reaches a log line whatever key carries it. Query
+strings get the same treatment per parameter (:func:`redact_query`, and URLs inside
+text), since ``GET /api/status?auth_token=...`` is how the sidebar calls.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import re
 import sys
 from collections.abc import Mapping, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import structlog
 
@@ -26,10 +29,22 @@ _SECRET_KEY = re.compile(
 # Three base64url segments, the first two starting like a JSON object header/payload.
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
+# A secret-named parameter of a URL written in text (``?auth_token=...&``).
+_QUERY_SECRET = re.compile(
+    r"(?i)([?&;][^=&\s]*(?:token|secret|password|passwd|api[-_]?key|apikey|signature|auth)[^=&\s]*=)[^&#\s\"']+"
+)
 
 
 def redact_text(text: str) -> str:
+    text = _QUERY_SECRET.sub(r"\1" + REDACTED, text)
     return _BEARER.sub(r"\1 " + REDACTED, _JWT.sub(REDACTED, text))
+
+
+def redact_query(query: bytes | str) -> str:
+    """A query string for a log line: secret-named parameters masked, the others kept."""
+    text = query.decode("latin-1") if isinstance(query, bytes) else query
+    pairs = parse_qsl(text, keep_blank_values=True)
+    return urlencode([(k, _redact_value(k, v)) for k, v in pairs], safe="[]")
 
 
 def _redact_value(key: str | None, value: Any, depth: int = 0) -> Any:
@@ -66,7 +81,12 @@ def configure_logging(config: LoggingConfig, *, stream: Any = None) -> None:
         structlog.processors.format_exc_info if not use_console else structlog.processors.StackInfoRenderer(),
         redact,
     ]
-    renderer: Any = structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
+    # Plain tracebacks: rich's default shows every frame's locals, tokens included.
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        if use_console
+        else structlog.processors.JSONRenderer()
+    )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

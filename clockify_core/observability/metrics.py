@@ -168,6 +168,16 @@ class Metrics:
         self.job_eta = Gauge(
             "job_eta_seconds", "Estimated seconds left", job_labels, multiprocess_mode="livemostrecent", registry=r
         )
+        self.job_errors = Gauge(
+            "job_errors", "Errors (retried pages, skipped endpoints) of the running job", job_labels,
+            multiprocess_mode="livemostrecent", registry=r,
+        )
+        # 1 for the step the running job is on: one series per job; endpoints are the bounded
+        # set of mirror kinds plus "reference".
+        self.job_endpoint = Gauge(
+            "job_endpoint", "Endpoint (mirror kind) the running job is pulling", [*job_labels, "endpoint"],
+            multiprocess_mode="livemostrecent", registry=r,
+        )
         self.rows_upserted = Counter("mirror_rows_written_total", "Mirror rows written", ["table", "source"], registry=r)
         self.sync_scheduled = Counter("sync_scheduled_total", "Sync jobs queued by the scheduler", registry=r)
         # Summed over an instance's workers: 1 on the instance that leads, 0 elsewhere.

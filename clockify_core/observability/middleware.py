@@ -16,6 +16,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clockify_core.errors import ClockifyError
+from clockify_core.observability.logging import redact_query
 from clockify_core.observability.metrics import Metrics
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -84,9 +85,11 @@ class RequestContextMiddleware:
             if self.access_log == "all" or (
                 self.access_log == "errors" and (status >= 400 or elapsed >= SLOW_REQUEST_SECONDS)
             ):
-                # The path without its query string: queries may carry what a log must not.
+                # The query apart from the path, with its secrets masked: the sidebar sends
+                # ?auth_token=, and scanners send anything.
+                query = scope.get("query_string") or b""
                 log.info("http.request", method=method, path=scope.get("path"), route=route, status=status,
-                         duration_ms=round(elapsed * 1000, 2))
+                         duration_ms=round(elapsed * 1000, 2), **({"query": redact_query(query)} if query else {}))
             structlog.contextvars.unbind_contextvars("request_id")
 
 

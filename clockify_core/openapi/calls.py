@@ -4,17 +4,34 @@ The API explorer and flow actions both go through here, so the rules are the sam
 the operation must exist in the bundled spec; the tier decides which methods and
 scopes are allowed; writes need a workspace admin unless the caller says otherwise;
 ``workspaceId`` is always the caller's own workspace; only declared parameters pass.
+
+:func:`prepare_call` also checks values against the spec: each path and query value
+against its parameter's schema (type, enum, bounds, pattern, and the cheap formats:
+``int32``/``int64`` ranges, ``date``, ``date-time``), after reading it the way it travels
+(text: ``"5"`` is an integer, ``"true"`` a boolean, ``"a,b"`` an array), and a JSON body
+against the operation's ``requestBody`` schema. The spec is OpenAPI 3.0, so schemas are
+translated to JSON Schema draft 4 first: ``$ref`` resolved within the spec, ``nullable``
+honoured. The spec marks nothing nullable although Clockify sends and takes ``null`` for
+optional fields, so ``null`` passes for a property that is not ``required``.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import cache
 from typing import Any
 
 import httpx
 import orjson
+from jsonschema import Draft4Validator, FormatChecker, ValidationError
+from referencing import Registry
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT4
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.client import WorkspaceApi
@@ -26,13 +43,24 @@ from clockify_core.errors import (
     WorkspaceMismatch,
 )
 from clockify_core.explorer.models import ApiCall
-from clockify_core.openapi.index import OpenApiIndex, Operation, path_value_problem
+from clockify_core.openapi.index import (
+    OpenApiIndex,
+    Operation,
+    Parameter,
+    bundled_index,
+    path_value_problem,
+)
 from clockify_core.tiers import ServiceProfile
 
 MAX_RESPONSE_BYTES = 1024 * 1024
 # Response headers worth showing; the rest (cookies, tracing) stay out of the UI.
 SHOWN_HEADERS = ("content-type", "last-page", "retry-after", "x-ratelimit-remaining", "location")
 _SCALARS = (str, int, float, bool)
+SPEC_URI = "urn:clockify-openapi"
+MAX_BODY_DEPTH = 64  # far beyond any Clockify body; keeps schema validation off deep recursion
+MAX_ERRORS = 20
+_INTEGER_TEXT = re.compile(r"[+-]?\d{1,20}")
+_INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 
 
 @dataclass(frozen=True)
@@ -79,6 +107,203 @@ def _scalar_or_list(value: Any) -> bool:
     return isinstance(value, _SCALARS) or (isinstance(value, list) and all(isinstance(v, _SCALARS) for v in value))
 
 
+# Schemas ---------------------------------------------------------------------------------------
+
+def json_schema(node: Any) -> Any:
+    """An OpenAPI 3.0 Schema Object as JSON Schema draft 4 (see the module docstring)."""
+    if not isinstance(node, Mapping):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "$ref" and isinstance(value, str):
+            out[key] = SPEC_URI + value if value.startswith("#/") else value
+        elif key == "properties" and isinstance(value, Mapping):
+            required = set(node.get("required") or ())
+            out[key] = {name: json_schema(sub) if name in required else _or_null(json_schema(sub))
+                        for name, sub in value.items()}
+        elif key in ("items", "additionalProperties", "not") and isinstance(value, Mapping):
+            out[key] = json_schema(value)
+        elif key in ("allOf", "anyOf", "oneOf") and isinstance(value, list):
+            out[key] = [json_schema(sub) for sub in value]
+        else:
+            out[key] = value
+    return _or_null(out) if node.get("nullable") is True else out
+
+
+def _or_null(schema: Any) -> Any:
+    if not isinstance(schema, dict):
+        return schema
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        widened = {**schema, "type": [kind, "null"]}
+        if isinstance(schema.get("enum"), list) and None not in schema["enum"]:
+            widened["enum"] = [*schema["enum"], None]
+        return widened
+    if isinstance(kind, list):
+        return schema if "null" in kind else {**schema, "type": [*kind, "null"]}
+    return {"anyOf": [{"type": "null"}, schema]}
+
+
+def _int_in_range(name: str) -> Callable[[object], bool]:
+    low, high = _INT_RANGES[name]
+    return lambda value: not isinstance(value, int) or isinstance(value, bool) or low <= value <= high
+
+
+def _date_time(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    if "t" not in value.lower():
+        raise ValueError("a date-time needs a time, e.g. 2025-01-31T08:00:00Z")
+    datetime.fromisoformat(value)
+    return True
+
+
+def _date(value: object) -> bool:
+    if isinstance(value, str):
+        date.fromisoformat(value)
+    return True
+
+
+def _format_checker() -> FormatChecker:
+    checker = FormatChecker(formats=())
+    for name in _INT_RANGES:
+        checker.checks(name)(_int_in_range(name))
+    checker.checks("date-time", raises=ValueError)(_date_time)
+    checker.checks("date", raises=ValueError)(_date)
+    return checker
+
+
+class SchemaChecker:
+    """Validators for the parameters and bodies of one spec's operations, built on first use."""
+
+    def __init__(self, index: OpenApiIndex) -> None:
+        self.index = index
+        components = (index.spec.get("components") or {}).get("schemas") or {}
+        document = {"components": {"schemas": {name: json_schema(s) for name, s in components.items()}}}
+        self._registry: Registry[Any] = Registry().with_resource(SPEC_URI, DRAFT4.create_resource(document))
+        self._formats = _format_checker()
+        self._validators: dict[tuple[str, str, str], Draft4Validator] = {}
+
+    def validator(self, operation: Operation, where: str, name: str, schema: Mapping[str, Any]) -> Draft4Validator:
+        key = (operation.operation_id, where, name)
+        found = self._validators.get(key)
+        if found is None:
+            found = Draft4Validator(json_schema(schema), registry=self._registry, format_checker=self._formats)
+            self._validators[key] = found
+        return found
+
+    def resolved(self, schema: Mapping[str, Any]) -> Mapping[str, Any]:
+        try:
+            return self.index.deref(schema)
+        except (KeyError, ValueError):
+            return schema
+
+
+@cache
+def schema_checker(index: OpenApiIndex) -> SchemaChecker:
+    return SchemaChecker(index)
+
+
+def _schema_errors(validator: Draft4Validator, value: Any, location: str) -> list[dict[str, str]]:
+    errors: list[dict[str, str]] = []
+    try:
+        for error in _first(validator.iter_errors(value)):
+            errors.append({"location": _error_location(location, error), "message": error.message[:300],
+                           "kind": "schema"})
+    except Unresolvable:
+        return []  # a reference the spec does not define: nothing to check against
+    return errors
+
+
+def _first(errors: Iterator[ValidationError]) -> list[ValidationError]:
+    found: list[ValidationError] = []
+    for error in errors:
+        found.extend(_unwrapped(error))
+        if len(found) >= MAX_ERRORS:
+            break
+    return sorted(found[:MAX_ERRORS], key=lambda e: [str(p) for p in e.absolute_path])
+
+
+_NULL = {"type": "null"}
+
+
+def _unwrapped(error: ValidationError) -> list[ValidationError]:
+    """A value that failed ``anyOf: [null, X]`` (see :func:`_or_null`) failed X: report X's errors,
+    which name the field inside, rather than "not valid under any of the given schemas"."""
+    if error.validator != "anyOf" or _NULL not in error.validator_value or not error.context:
+        return [error]
+    inner = [e for e in error.context if error.validator_value[e.schema_path[0]] != _NULL]
+    return [found for e in inner for found in _unwrapped(e)] or [error]
+
+
+def _error_location(prefix: str, error: ValidationError) -> str:
+    parts = [prefix, *(str(p) for p in error.absolute_path)]
+    if error.validator == "required" and isinstance(error.instance, Mapping):
+        missing = [name for name in error.validator_value if name not in error.instance]
+        if missing:
+            parts.append(str(missing[0]))
+    return ".".join(parts)
+
+
+def _as_sent(value: Any, schema: Mapping[str, Any], checker: SchemaChecker) -> Any:
+    """A parameter value read as its schema's type, the way it travels as text."""
+    kind = schema.get("type")
+    if kind == "array":
+        items = checker.resolved(schema.get("items") or {})
+        values = value.split(",") if isinstance(value, str) else value
+        return [_as_sent(v, items, checker) for v in values] if isinstance(values, list) else value
+    if isinstance(value, list):
+        return value
+    if kind == "integer":
+        if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value.strip()):
+            return int(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif kind == "number" and isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return number if math.isfinite(number) else value
+    elif kind == "boolean" and isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    elif kind == "string" and not isinstance(value, str):
+        return str(value).lower() if isinstance(value, bool) else str(value)
+    return value
+
+
+def _parameter_errors(
+    operation: Operation, param: Parameter, value: Any, where: str, checker: SchemaChecker
+) -> list[dict[str, str]]:
+    schema = checker.resolved(param.schema)
+    if schema.get("type") == "object":
+        return []  # exploded objects (deepObject) are passed as given
+    validator = checker.validator(operation, where, param.name, schema)
+    return _schema_errors(validator, _as_sent(value, schema, checker), f"{where}.{param.name}")
+
+
+def _too_deep(value: Any, limit: int = MAX_BODY_DEPTH) -> bool:
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, Mapping):
+            stack.extend((item, depth + 1) for item in node.values())
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1) for item in node)
+    return False
+
+
+def _body_errors(operation: Operation, body: Any, checker: SchemaChecker) -> list[dict[str, str]]:
+    if _too_deep(body):
+        return [{"location": "body", "message": f"nested deeper than {MAX_BODY_DEPTH} levels", "kind": "too_deep"}]
+    if operation.request_body is None or "json" not in (operation.request_content_type or ""):
+        return []  # the explorer sends JSON; other media types are Clockify's to judge
+    validator = checker.validator(operation, "body", "", operation.request_body)
+    return _schema_errors(validator, body, "body")
+
+
 def prepare_call(
     operation: Operation,
     *,
@@ -86,8 +311,11 @@ def prepare_call(
     path_params: Mapping[str, Any] | None = None,
     query: Mapping[str, Any] | None = None,
     body: Any = None,
+    index: OpenApiIndex | None = None,
 ) -> PreparedCall:
-    """Validate parameters against the spec; ``errors`` name each bad location."""
+    """Validate parameters and body against the spec (``index``, the bundled one by default);
+    a ValidationFailed's ``errors`` name each bad location (``query.page-size``, ``body.start``)."""
+    checker = schema_checker(index or bundled_index())
     path_params = dict(path_params or {})
     query = dict(query or {})
     errors: list[dict[str, str]] = []
@@ -107,17 +335,23 @@ def prepare_call(
             errors.append({"location": f"pathParams.{param.name}", "message": "must be a string"})
         elif problem := path_value_problem(str(value)):
             errors.append({"location": f"pathParams.{param.name}", "message": problem})
+        elif param.name != "workspaceId":
+            errors.extend(_parameter_errors(operation, param, value, "pathParams", checker))
     declared_query = {p.name: p for p in operation.query_parameters}
     for name, value in query.items():
         if name not in declared_query:
             errors.append({"location": f"query.{name}", "message": "not a query parameter of this operation"})
         elif not _scalar_or_list(value):
             errors.append({"location": f"query.{name}", "message": "must be a string, number, boolean or a list of them"})
+        else:
+            errors.extend(_parameter_errors(operation, declared_query[name], value, "query", checker))
     for name, param in declared_query.items():
         if param.required and name not in query:
             errors.append({"location": f"query.{name}", "message": "required"})
     if body is not None and operation.request_body is None:
         errors.append({"location": "body", "message": "this operation takes no body"})
+    elif body is not None:
+        errors.extend(_body_errors(operation, body, checker))
     if body is None and operation.request_body_required:
         errors.append({"location": "body", "message": "required"})
     if errors:
@@ -139,13 +373,17 @@ def _decode(response: httpx.Response) -> tuple[Any, bool]:
     return raw.decode("utf-8", errors="replace"), truncated
 
 
-async def execute(api: WorkspaceApi, call: PreparedCall) -> CallResult:
-    """Send the call; Clockify's answer comes back whatever its status (the caller shows it)."""
+async def execute(api: WorkspaceApi, call: PreparedCall, *, max_wait: float | None = None) -> CallResult:
+    """Send the call; Clockify's answer comes back whatever its status (the caller shows it).
+
+    Raises ``RateLimited`` when the rate limiter would make it wait more than ``max_wait``
+    seconds, and ``ClockifyApiError`` when no answer came after the retries."""
     started = time.perf_counter()
     response = await api.request(
         call.method, call.path, api=call.operation.api, params=call.query or None, json=call.body,
         # A POST that only reads (reports, searches) may be retried like a GET.
         idempotent=True if call.operation.required_scope and call.operation.required_scope.endswith("_READ") else None,
+        max_wait=max_wait,
     )
     duration_ms = int((time.perf_counter() - started) * 1000)
     body, truncated = _decode(response)

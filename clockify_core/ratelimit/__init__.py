@@ -19,9 +19,9 @@ def default_limit(config: RateLimitConfig) -> Limit:
 
 
 def free_plan_limit(config: RateLimitConfig) -> Limit:
-    """The budget of a Free-plan workspace (30 requests per hour by default).
+    """The budget of a Free-plan workspace: at most ``free_plan_per_hour`` (30) in any hour.
 
-    Pass it as ``limit=`` for such workspaces; it shares the workspace's key.
+    ``installation_api`` applies it to Free-plan installations; it shares the workspace's key.
     """
     return Limit.per_hour(config.free_plan_per_hour)
 

@@ -36,8 +36,14 @@ class Limit:
 
     @classmethod
     def per_hour(cls, count: int) -> Limit:
-        """``count`` requests per hour, a tenth of them (at least one) available at once."""
-        return cls(rate=count / 3600.0, burst=max(1, count // 10))
+        """At most ``count`` requests in any hour, a tenth of them (at least one) available at once.
+
+        A bucket grants at most ``burst + rate * T`` in any span ``T``, so the refill is the
+        rest of the budget spread over the hour: 3 + 27 for 30, never 33. A budget of 1
+        cannot be expressed by a bucket that starts full; it gets 1 at once plus 1 an hour.
+        """
+        burst = max(1, count // 10)
+        return cls(rate=max(1, count - burst) / 3600.0, burst=burst)
 
     @property
     def refill_seconds(self) -> float:

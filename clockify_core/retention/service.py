@@ -4,12 +4,20 @@ Each window is a setting (``RETENTION__*_DAYS``; 0 keeps rows forever). Every ba
 is its own short transaction selecting at most ``batch_size`` keys, so deletes never
 lock a table for long and a busy database is only ever asked for a little at a time.
 Uninstalled workspaces whose ``purge_after`` has passed lose all their data here too.
+
+One instance cleans per round: the ``retention`` lease in ``scheduler_leases`` lasts
+``RETENTION__LEASE_SECONDS`` and the leader renews it while it works, so a dead leader
+is replaced after that. The round itself is recorded in a second row (see
+:data:`ROUND_MARKER`) that only a complete pass moves on: a pass cut short by a shutdown
+or a crash is resumed by whichever instance leads next, at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +29,7 @@ from clockify_core.db.models import metadata
 from clockify_core.explorer.models import ApiCall
 from clockify_core.flows.models import FlowRun
 from clockify_core.jobs.models import Job, JobStatus
-from clockify_core.leases import take_lease
+from clockify_core.leases import lease_holder, release_lease, take_lease
 from clockify_core.lifecycle.models import Installation, InstallationStatus
 from clockify_core.runtime import Runtime
 from clockify_core.webhooks.models import InboxEvent, InboxStatus
@@ -31,11 +39,29 @@ log = structlog.get_logger(__name__)
 # Rows that only describe an uninstalled workspace's history outlive its purge.
 _KEEP_ON_PURGE = {"installations"}
 
+Condition = Callable[[], ColumnElement[bool]]
+
+
+@dataclass
+class RetentionPass:
+    """Rows removed per window, and whether every window ran to its end."""
+
+    removed: dict[str, int] = field(default_factory=dict)
+    complete: bool = True
+
+
+def _halted(runtime: Runtime, halt: asyncio.Event | None) -> bool:
+    return runtime.stop.is_set() or (halt is not None and halt.is_set())
+
 
 async def delete_in_batches(
-    runtime: Runtime, table: Table, condition: Callable[[], ColumnElement[bool]], *, label: str | None = None
-) -> int:
-    """Delete rows matching ``condition`` ``batch_size`` keys at a time; returns the count."""
+    runtime: Runtime, table: Table, condition: Condition, *, label: str | None = None, halt: asyncio.Event | None = None
+) -> tuple[int, bool]:
+    """Delete rows matching ``condition`` ``batch_size`` keys at a time.
+
+    Returns the count and whether no matching row is left; shutdown (or ``halt``) ends
+    the work between two batches with the second value false.
+    """
     batch = runtime.settings.retention.batch_size
     keys = list(table.primary_key.columns)
     key = tuple_(*keys) if len(keys) > 1 else keys[0]
@@ -48,20 +74,28 @@ async def delete_in_batches(
         removed += count
         if count:
             runtime.metrics.retention_deleted.labels(label or table.name).inc(count)
-        if count < batch or runtime.stop.is_set():
-            return removed
+        if count < batch:
+            return removed, True
+        if _halted(runtime, halt):
+            return removed, False
 
 
 def _older(days: int, now: datetime) -> datetime | None:
     return now - timedelta(days=days) if days > 0 else None
 
 
-def _workspace_rows(table: Table, workspace_id: str) -> Callable[[], ColumnElement[bool]]:
+def _workspace_rows(table: Table, workspace_id: str) -> Condition:
     return lambda: table.c.workspace_id == workspace_id
 
 
-async def purge_expired_workspaces(runtime: Runtime, now: datetime) -> int:
-    """Remove the data of workspaces uninstalled with a retention period that has now passed."""
+async def purge_expired_workspaces(
+    runtime: Runtime, now: datetime, *, halt: asyncio.Event | None = None
+) -> tuple[int, bool]:
+    """Remove the data of workspaces uninstalled with a retention period that has now passed.
+
+    ``purge_after`` is cleared only once every table of the workspace is empty, so a purge
+    cut short is picked up again by the next pass.
+    """
     async with runtime.sessions() as session:
         due = (
             await session.execute(
@@ -74,16 +108,17 @@ async def purge_expired_workspaces(runtime: Runtime, now: datetime) -> int:
     for workspace_id in due:
         for table in reversed(metadata.sorted_tables):
             if "workspace_id" in table.c and table.name not in _KEEP_ON_PURGE:
-                removed += await delete_in_batches(runtime, table, _workspace_rows(table, workspace_id))
+                count, done = await delete_in_batches(runtime, table, _workspace_rows(table, workspace_id), halt=halt)
+                removed += count
+                if not done:
+                    log.info("retention.purge_interrupted", workspace_id=workspace_id, table=table.name)
+                    return removed, False
         async with runtime.sessions.begin() as session:
             await session.execute(
                 update(Installation).where(Installation.workspace_id == workspace_id).values(purge_after=None)
             )
         log.info("retention.workspace_purged", workspace_id=workspace_id)
-    return removed
-
-
-Condition = Callable[[], ColumnElement[bool]]
+    return removed, True
 
 
 def _table(model: type[Any]) -> Table:
@@ -92,13 +127,12 @@ def _table(model: type[Any]) -> Table:
     return table
 
 
-async def run_retention(runtime: Runtime, *, now: datetime | None = None) -> dict[str, int]:
-    """One retention pass over every table with a window; the counts removed per table."""
-    now = now or utcnow()
+def _windows(runtime: Runtime) -> list[tuple[str, Table, int, Callable[[datetime], Condition]]]:
+    # Each predicate has an index of the same shape (alembic 2026_11_22_0006_retention_indexes).
     config = runtime.settings.retention
     inbox, calls, runs, jobs = _table(InboxEvent), _table(ApiCall), _table(FlowRun), _table(Job)
     finished = [JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED]
-    windows: list[tuple[str, Table, int, Callable[[datetime], Condition]]] = [
+    return [
         ("inbox_events", inbox, config.inbox_days,
          lambda c: lambda: (inbox.c.status == InboxStatus.DONE) & (inbox.c.processed_at < c)),
         ("dead_letters", inbox, config.dead_letter_days,
@@ -108,33 +142,104 @@ async def run_retention(runtime: Runtime, *, now: datetime | None = None) -> dic
          lambda c: lambda: (runs.c.started_at < c) & runs.c.finished_at.is_not(None)),
         ("jobs", jobs, config.job_days, lambda c: lambda: jobs.c.status.in_(finished) & (jobs.c.finished_at < c)),
     ]
-    removed: dict[str, int] = {}
-    for label, table, days, condition in windows:
+
+
+async def retention_pass(runtime: Runtime, *, now: datetime | None = None, halt: asyncio.Event | None = None) -> RetentionPass:
+    """One pass over every table with a window and every workspace due for purging."""
+    now = now or utcnow()
+    outcome = RetentionPass()
+    for label, table, days, condition in _windows(runtime):
         cutoff = _older(days, now)
-        if cutoff is not None:
-            removed[label] = await delete_in_batches(runtime, table, condition(cutoff), label=label)
-    removed["uninstalled_workspaces"] = await purge_expired_workspaces(runtime, now)
-    if any(removed.values()):
-        log.info("retention.done", **removed)
-    return removed
+        if cutoff is None:
+            continue
+        if not outcome.complete:
+            outcome.removed[label] = 0
+            continue
+        outcome.removed[label], outcome.complete = await delete_in_batches(
+            runtime, table, condition(cutoff), label=label, halt=halt
+        )
+    purged, done = (0, False) if not outcome.complete else await purge_expired_workspaces(runtime, now, halt=halt)
+    outcome.removed["uninstalled_workspaces"] = purged
+    outcome.complete = outcome.complete and done
+    if any(outcome.removed.values()) or not outcome.complete:
+        log.info("retention.done", complete=outcome.complete, **outcome.removed)
+    return outcome
+
+
+async def run_retention(runtime: Runtime, *, now: datetime | None = None) -> dict[str, int]:
+    """One retention pass; the counts removed per table."""
+    return (await retention_pass(runtime, now=now)).removed
 
 
 RETENTION_LEASE = "retention"
+# Not a lease but the round: its ``expires_at`` is when the next pass is due and its
+# ``last_tick_at`` when the last complete one started. Kept in the lease table so it
+# needs no table of its own and operators see it beside the leader.
+ROUND_MARKER = "retention:round"
+
+
+async def _keep_lease(runtime: Runtime, halt: asyncio.Event) -> None:
+    """Renew the lease until ``halt``; losing it halts the pass so two leaders never overlap for long."""
+    seconds = runtime.settings.retention.lease_seconds
+    while not halt.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(halt.wait(), timeout=seconds / 3)
+        if halt.is_set():
+            return
+        try:
+            async with runtime.sessions.begin() as session:
+                held = await take_lease(session, RETENTION_LEASE, runtime.instance_id, seconds=seconds)
+        except Exception:
+            log.warning("retention.lease_renewal_failed", exc_info=True)
+            held = False
+        if not held:
+            log.warning("retention.lease_lost")
+            halt.set()
+
+
+async def _lead_pass(runtime: Runtime, now: datetime) -> RetentionPass:
+    halt = asyncio.Event()
+    renewer = asyncio.create_task(_keep_lease(runtime, halt))
+    try:
+        return await retention_pass(runtime, now=now, halt=halt)
+    finally:
+        halt.set()
+        await renewer
+
+
+async def _round_due(runtime: Runtime, now: datetime) -> bool:
+    async with runtime.sessions() as session:
+        marker = await lease_holder(session, ROUND_MARKER)
+    return marker is None or marker.expires_at <= now
+
+
+async def _close_round(runtime: Runtime, started: datetime) -> None:
+    interval = runtime.settings.retention.interval_minutes * 60.0
+    async with runtime.sessions.begin() as session:
+        # Holder and name are equal, so the marker always moves (the lease rule never refuses it).
+        await take_lease(session, ROUND_MARKER, ROUND_MARKER, now=started, seconds=interval)
 
 
 async def retention_loop(runtime: Runtime, stop: asyncio.Event) -> None:
-    """Every ``interval_minutes``, the instance holding the retention lease runs one pass."""
+    """Take or renew the lease every third of it; the holder runs a pass when the round is due."""
     config = runtime.settings.retention
-    interval = config.interval_minutes * 60.0
+    tick = min(config.interval_minutes * 60.0, config.lease_seconds / 3)
     never = asyncio.Event()
     while not stop.is_set():
         try:
             now = utcnow()
             async with runtime.sessions.begin() as session:
-                # Held for the whole interval, so one instance cleans per round.
-                leader = await take_lease(session, RETENTION_LEASE, runtime.instance_id, now=now, seconds=interval)
-            if leader:
-                await run_retention(runtime, now=now)
-        except Exception:  # a failed pass is retried next round
+                leader = await take_lease(session, RETENTION_LEASE, runtime.instance_id, seconds=config.lease_seconds)
+            if leader and await _round_due(runtime, now):
+                outcome = await _lead_pass(runtime, now)
+                if outcome.complete:
+                    await _close_round(runtime, now)
+        except Exception:  # a failed pass is retried next tick: its round stays due
             log.warning("retention.failed", exc_info=True)
-        await runtime.idle(never, interval)
+        await runtime.idle(never, tick)
+    # Not in a finally: a cancelled (crashed) loop leaves the lease to expire, like a dead process.
+    try:
+        async with runtime.sessions.begin() as session:
+            await release_lease(session, RETENTION_LEASE, runtime.instance_id)
+    except Exception:
+        log.warning("retention.lease_release_failed", exc_info=True)

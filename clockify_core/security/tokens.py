@@ -396,6 +396,17 @@ def _decode_json(raw: bytes, what: str) -> Mapping[str, Any]:
     return value
 
 
+def unverified_claims(token: object) -> Mapping[str, Any]:
+    """The payload of ``token`` WITHOUT checking its signature, decoded as safely as the verifier
+    decodes (size bound, canonical base64url, nesting that cannot exhaust the stack).
+
+    Only for cosmetic choices about a token that failed verification (the error page's theme);
+    never for a decision. Raises :class:`TokenInvalid` when the payload cannot be read.
+    """
+    _, payload, _ = _split_compact(token)
+    return _decode_json_segment(payload, "payload")
+
+
 def _algorithm_refusal(alg: object) -> str:
     if alg is None:
         return "token header names no algorithm"

@@ -83,6 +83,9 @@ class Principal:
 
     @property
     def rate_key(self) -> str:
+        """The bucket this credential spends: a user token the viewing user's (REFERENCE §6)."""
+        if self.kind == "user":
+            return f"user:{self.workspace_id}:{self.user_id}"
         if self.installation is not None:
             return f"addon:{self.installation.addon_id}:{self.workspace_id}"
         return f"apikey:{self.user_id}"

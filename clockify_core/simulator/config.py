@@ -90,6 +90,10 @@ class SimulatorConfig(BaseModel):
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     faults: FaultSettings = Field(default_factory=FaultSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    webhook_limit: int = Field(
+        100, ge=0, description="Webhooks the Webhooks API creates per workspace (Clockify: 100; 3 on the Free plan)"
+    )
+    addon_webhook_cap: int = Field(10, ge=0, description="Most webhooks a manifest may declare (10 or 20 in Clockify's docs)")
     max_page_size: int = 5000
     max_report_page_size: int = 1000
 

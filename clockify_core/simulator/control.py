@@ -167,6 +167,7 @@ async def get_rate_limit(sim: SimDep) -> Response:
 async def put_rate_limit(settings: RateLimitSettings, sim: SimDep) -> Response:
     sim.config.rate_limit = settings
     await sim.limiter.aclose()  # buckets restart full under the new limit
+    sim.free_quota.clear()
     return json_response(settings.model_dump())
 
 

@@ -17,11 +17,14 @@ from typing import Any, Literal
 
 import httpx
 import orjson
-from starlette.types import ASGIApp, Receive, Scope, Send
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from clockify_core.errors import PROBLEM_CONTENT_TYPE, problem_body
 from clockify_core.simulator.config import FaultSettings
+
+log = structlog.get_logger(__name__)
 
 DROP_EXTENSION = "clockify.simulator.drop"
 FAULTY_PREFIXES = ("/api/", "/reports/", "/pto/")
@@ -122,8 +125,42 @@ class DroppingH11Protocol(H11Protocol):
         self.transport.abort()
 
 
+def _answering_crashes(app: ASGIApp) -> ASGIApp:
+    """What a server does with an exception that escapes the app: log it, answer 500 if
+    nothing was sent yet. A dropped connection still goes up, to become the client's error."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await app(scope, receive, tracking)
+        except DroppedConnection:
+            raise
+        except Exception:
+            if not started:  # else the app's error handler has answered and logged it
+                log.exception("simulator.crashed", path=scope.get("path"))
+                body = orjson.dumps(problem_body(status=500, title="Internal Server Error",
+                                                 detail="The simulator failed to answer", message="Internal error",
+                                                 code=500))
+                await send({"type": "http.response.start", "status": 500,
+                            "headers": [(b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+
+    return wrapped
+
+
 class SimulatorTransport(httpx.ASGITransport):
-    """ASGITransport that reports an in-process dropped connection the way a socket would."""
+    """ASGITransport that behaves like the simulator behind a socket: a crash is a 500
+    response (as uvicorn answers it), a dropped connection ``httpx.RemoteProtocolError``."""
+
+    def __init__(self, app: ASGIApp, **kwargs: Any) -> None:
+        super().__init__(app=_answering_crashes(app), **kwargs)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:

@@ -148,6 +148,9 @@ class Marketplace:
         errors = validate_manifest(manifest)
         if errors:
             raise BadRequest("The manifest does not follow schema 1.5", errors=errors)
+        cap = self.sim.config.addon_webhook_cap
+        if len(manifest.get("webhooks") or ()) > cap:
+            raise BadRequest(f"The manifest declares more than {cap} webhooks", errors=[f"webhooks: at most {cap}"])
         ws = self.sim.workspace(workspace_id)
         key = str(manifest["key"])
         if any(i.addon_key == key and i.workspace_id == ws.id for i in self.installations.values()):
@@ -205,12 +208,18 @@ class Marketplace:
         return inst
 
     def _forget(self, inst: Installation) -> None:
+        """Clockify revokes the add-on's tokens and drops the webhooks it registered."""
         self.installations.pop(inst.addon_id, None)
         self.sim.tokens.revoke_installation(inst.addon_id)
+        hooks = self.sim.workspace(inst.workspace_id).webhooks
+        for wid in [w for w, hook in hooks.items() if hook.get("_addonId") == inst.addon_id]:
+            del hooks[wid]
 
     def apply_settings(self, inst: Installation, changes: list[dict[str, Any]]) -> None:
+        if not all(isinstance(c, dict) and isinstance(c.get("id"), str) for c in changes):
+            raise BadRequest("Send a JSON array of {id, value} with string ids", message="Invalid settings", code=501)
         by_id = {s["id"]: s for s in inst.iter_settings()}
-        unknown = [c.get("id") for c in changes if c.get("id") not in by_id]
+        unknown = [c["id"] for c in changes if c["id"] not in by_id]
         if unknown:
             raise BadRequest(f"Unknown setting ids: {unknown}")
         for change in changes:

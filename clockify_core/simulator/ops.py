@@ -2,7 +2,7 @@
 
 The API routes, ``fire`` and the traffic generator all change data through these
 methods, so an add-on that receives an event and then reads the API sees the change.
-Time-entry changes also move the entry in the change feed (``entities/updated|deleted``).
+Time-entry changes also move the entry in the change feed (``entities/created|updated|deleted``).
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ class Operations:
             raise BadRequest(f"Invalid date: {exc}", message="Invalid date format", code=501) from exc
         if end is not None and end < start:
             raise BadRequest("end is before start", message="Time entry end must be after start", code=501)
-        project_id = body.get("projectId") or None
-        task_id = body.get("taskId") or None
+        if end is not None:
+            _check_duration(end - start)
+        project_id, task_id = _optional_id(body, "projectId"), _optional_id(body, "taskId")
         project = ws.project_ix.get(project_id)
         if project_id and (project < 0 or project_id not in ws.projects):
             raise not_found("Project", project_id)
@@ -63,16 +64,17 @@ class Operations:
         if task_id and (task < 0 or ws.project_of_task(task_id) != project_id):
             raise BadRequest(f"Task {task_id} is not a task of project {project_id}", message="Task doesn't belong to Project", code=501)
         tags = []
-        for tag_id in body.get("tagIds") or ():
+        for tag_id in _list_of(body, "tagIds", str):
             t = ws.tag_ix.get(tag_id)
             if t < 0 or tag_id not in ws.tags:
                 raise not_found("Tag", tag_id)
             tags.append(t)
         custom = []
-        for cf in body.get("customFields") or ():
-            f = ws.field_ix.get(cf.get("customFieldId"))
+        for cf in _list_of(body, "customFields", dict):
+            field_id = cf.get("customFieldId")
+            f = ws.field_ix.get(field_id) if isinstance(field_id, str) else -1
             if f < 0:
-                raise not_found("CustomField", str(cf.get("customFieldId")))
+                raise not_found("CustomField", str(field_id))
             custom.append((f, "" if cf.get("value") is None else str(cf.get("value"))))
         billable = body.get("billable")
         if billable is None:
@@ -121,7 +123,7 @@ class Operations:
             return None
         fields = ws.entries.fields(row)
         end = self.now() if end is None else end
-        fields.duration = max(0, end - fields.start)
+        fields.duration = _check_duration(max(0, end - fields.start))
         ws.entries.replace(row, fields, self.now())
         self.emit(ws, "TIMER_STOPPED", render.time_entry_webhook(ws, row))
         return row
@@ -191,12 +193,13 @@ class Operations:
         name = _name(body)
         if any(p["name"] == name for p in ws.projects.values()):
             raise BadRequest(f"Project {name!r} already exists", message="Project with that name already exists", code=501)
-        client_id = body.get("clientId") or ""
+        client_id = _optional_id(body, "clientId") or ""
         if client_id and client_id not in ws.clients:
             raise not_found("Client", client_id)
+        tasks = _list_of(body, "tasks", dict)
+        rate = _amount(body)
         pid = ws.new_id("project", self.now())
         billable = bool(body.get("billable", False))
-        rate = (body.get("hourlyRate") or {}).get("amount", 0)
         ws.projects[pid] = {
             "id": pid, "name": name, "hourlyRate": {"amount": rate, "currency": "USD"}, "costRate": None,
             "clientId": client_id, "clientName": ws.clients[client_id]["name"] if client_id else "",
@@ -207,7 +210,7 @@ class Operations:
             "timeEstimate": {"estimate": "PT0S", "type": "AUTO", "resetOption": None, "active": False, "includeNonBillable": True},
         }
         ws.project_ix.add(pid)
-        for task in body.get("tasks") or ():
+        for task in tasks:
             self._add_task(ws, pid, task)
         self.emit(ws, "NEW_PROJECT", render.project_webhook(ws, ws.projects[pid]))
         return ws.projects[pid]
@@ -220,13 +223,13 @@ class Operations:
         if "isPublic" in body and body["isPublic"] is not None:
             project["public"] = bool(body["isPublic"])
         if "clientId" in body:
-            client_id = body["clientId"] or ""
+            client_id = _optional_id(body, "clientId") or ""
             if client_id and client_id not in ws.clients:
                 raise not_found("Client", client_id)
             project["clientId"] = client_id
             project["clientName"] = ws.clients[client_id]["name"] if client_id else ""
         if body.get("hourlyRate"):
-            project["hourlyRate"] = {"amount": body["hourlyRate"].get("amount", 0), "currency": "USD"}
+            project["hourlyRate"] = {"amount": _amount(body), "currency": "USD"}
         self.emit(ws, "PROJECT_UPDATED", render.project_webhook(ws, project))
         return project
 
@@ -332,6 +335,45 @@ class Operations:
         event = "USER_ACTIVATED_ON_WORKSPACE" if status == "ACTIVE" else "USER_DEACTIVATED_ON_WORKSPACE"
         self.emit(ws, event, render.user_full(user))
         return user
+
+
+def _invalid(key: str, expected: str) -> BadRequest:
+    return BadRequest(f"{key} must be {expected}", message=f"Invalid value of {key}", code=501)
+
+
+def _optional_id(body: Mapping[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise _invalid(key, "a string id")
+    return value or None
+
+
+def _list_of(body: Mapping[str, Any], key: str, kind: type) -> list[Any]:
+    value = body.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, kind) for item in value):
+        raise _invalid(key, f"a list of {'objects' if kind is dict else 'strings'}")
+    return value
+
+
+# Durations are kept as 32-bit seconds (68 years); Clockify refuses longer entries too.
+_MAX_DURATION = 2**31 - 1
+
+
+def _check_duration(seconds: int) -> int:
+    if seconds > _MAX_DURATION:
+        raise BadRequest("A time entry cannot last longer than 68 years", message="Invalid time interval", code=501)
+    return seconds
+
+
+def _amount(body: Mapping[str, Any]) -> Any:
+    rate = body.get("hourlyRate")
+    if rate is None:
+        return 0
+    if not isinstance(rate, dict) or not isinstance(rate.get("amount", 0), int | float):
+        raise _invalid("hourlyRate", 'an object like {"amount": 2000}')
+    return rate.get("amount", 0)
 
 
 def _name(body: Mapping[str, Any]) -> str:

@@ -23,8 +23,14 @@ def iso_duration(seconds: int) -> str:
     return "PT" + (f"{h}H" if h else "") + (f"{m}M" if m else "") + (f"{s}S" if s else "")
 
 
-def parse_time(value: str) -> int:
-    """``yyyy-MM-ddThh:mm:ssZ`` (and other ISO-8601 forms) to epoch seconds."""
+def parse_time(value: object) -> int:
+    """``yyyy-MM-ddThh:mm:ssZ`` (and other ISO-8601 forms) to epoch seconds.
+
+    Anything else raises ``ValueError``, a non-string (a number from a JSON body) too, so
+    callers answer 400 for every malformed date.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"expected an ISO-8601 date string, got {type(value).__name__}")
     text = value.strip().replace("z", "Z")
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"

@@ -30,6 +30,7 @@ from clockify_core.simulator.generate import generate_workspace
 from clockify_core.simulator.marketplace import Marketplace
 from clockify_core.simulator.model import Workspace, ts
 from clockify_core.simulator.ops import Operations
+from clockify_core.simulator.quota import RollingWindow
 from clockify_core.simulator.traffic import TrafficRunner
 
 
@@ -93,6 +94,7 @@ class Simulator:
         self.marketplace = Marketplace(self)
         self.delivery = DeliveryService(self.config.delivery, lambda: self.http, seed=self.config.seed, clock=clock)
         self.limiter = InMemoryRateLimiter(Limit(self.config.rate_limit.rate, self.config.rate_limit.burst), clock=monotonic)
+        self.free_quota = RollingWindow(monotonic)
         self.faults = FaultInjector(self.config.faults)
         self.ops = Operations(self)
         self.traffic = TrafficRunner(self)
@@ -196,9 +198,8 @@ class Simulator:
         if not rl.enabled:
             return 0.0
         if rl.plan == "free":
-            # Free workspaces: 30 requests per hour for the whole workspace, all of them usable at once.
-            limit = Limit(rate=rl.free_per_hour / 3600.0, burst=rl.free_per_hour)
-            return await self.limiter.try_acquire(f"free:{principal.workspace_id}", limit=limit)
+            # Free workspaces: 30 requests in any hour for the whole workspace, whoever calls.
+            return self.free_quota.try_acquire(principal.workspace_id, rl.free_per_hour)
         return await self.limiter.try_acquire(principal.rate_key, limit=Limit(rl.rate, rl.burst))
 
     def log_request(self, principal: Principal, method: str, path: str, *, throttled: bool) -> None:

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.jobs.models import Job
@@ -75,6 +75,13 @@ class EventRead(BaseModel):
     last_error: str | None
 
 
+class LastEventRead(BaseModel):
+    """The newest event of one type the inbox holds, and how many of that type it holds."""
+
+    last_received_at: datetime
+    count: int
+
+
 class StatusRead(BaseModel):
     workspace_id: str
     service: str
@@ -84,6 +91,7 @@ class StatusRead(BaseModel):
     jobs: list[JobRead]
     sync: list[SyncRead]
     recent_events: list[EventRead]
+    last_events: dict[str, LastEventRead]
 
 
 async def coverage(session: AsyncSession, workspace_id: str, profile: ServiceProfile) -> WebhookCoverage:
@@ -97,6 +105,17 @@ async def coverage(session: AsyncSession, workspace_id: str, profile: ServicePro
         refused=[RefusedWebhook(event=s.event_type, error=s.error) for s in subs if s.status == SubscriptionStatus.REFUSED],
         missing=[e for e in profile.events if e not in covered],
     )
+
+
+async def last_events(session: AsyncSession, workspace_id: str) -> dict[str, LastEventRead]:
+    """Per event type, over the rows retention has kept (``RETENTION__*``)."""
+    rows = await session.execute(
+        select(InboxEvent.event_type, func.max(InboxEvent.received_at), func.count())
+        .where(InboxEvent.workspace_id == workspace_id)
+        .group_by(InboxEvent.event_type)
+        .order_by(InboxEvent.event_type)
+    )
+    return {event_type: LastEventRead(last_received_at=last, count=count) for event_type, last, count in rows.all()}
 
 
 async def workspace_status(session: AsyncSession, installation: Installation, profile: ServiceProfile) -> StatusRead:
@@ -121,4 +140,5 @@ async def workspace_status(session: AsyncSession, installation: Installation, pr
         jobs=[JobRead.model_validate(j, from_attributes=True) for j in jobs],
         sync=[SyncRead.model_validate(s, from_attributes=True) for s in states],
         recent_events=[EventRead.model_validate(e, from_attributes=True) for e in events],
+        last_events=await last_events(session, workspace_id),
     )

@@ -42,6 +42,7 @@ Body = Mapping[str, Any]
 UNIQUE_VIOLATION = "23505"  # SQLSTATE, as asyncpg reports it
 # SQLite (3.32+) binds at most 32,766 parameters per statement.
 _SQLITE_PARAMS = 32_000
+_ID_CHUNK = 5_000  # ids per IN list, well under any driver's parameter limit
 
 
 class _PgTable:
@@ -215,14 +216,21 @@ class BulkWriter:
             clauses.append(table.c.start_at >= start)
         if end is not None:
             clauses.append(table.c.start_at < end)
-        if user_ids is not None:
-            clauses.append(table.c.user_id.in_(list(user_ids)))
         now = utcnow()
+        # A workspace can list more users than a statement takes parameters: one UPDATE per chunk.
+        groups: list[list[str] | None] = [None]
+        if user_ids is not None:
+            listed = list(user_ids)
+            groups = [listed[i:i + _ID_CHUNK] for i in range(0, len(listed), _ID_CHUNK)]
+        count = 0
         async with self.sessions.begin() as session:
-            result = await session.execute(
-                update(table).where(*clauses).values(deleted_at=now, written_at=now, written_by=written_by, last_event=None)
-            )
-        count = int(getattr(result, "rowcount", 0) or 0)
+            for group in groups:
+                where = clauses if group is None else [*clauses, table.c.user_id.in_(group)]
+                result = await session.execute(
+                    update(table).where(*where).values(deleted_at=now, written_at=now, written_by=written_by,
+                                                       last_event=None)
+                )
+                count += int(getattr(result, "rowcount", 0) or 0)
         if self.metrics is not None and count:
             self.metrics.rows_upserted.labels(table.name, written_by).inc(count)
         return count

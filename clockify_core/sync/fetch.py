@@ -27,12 +27,17 @@ from clockify_core.client import (
     is_last_page,
 )
 from clockify_core.config import HttpClientConfig, SyncConfig
+from clockify_core.mirror.mapping import loads_without_nul
 from clockify_core.sync.progress import Progress
 
 log = structlog.get_logger(__name__)
 
 # Statuses that mean "the endpoint is not there for this workspace": scope, plan or feature.
 UNAVAILABLE = frozenset({400, 403, 404, 405, 501})
+
+
+class UnexpectedBody(ClockifyApiError):
+    """A list came back without its items: never read as an empty (so complete) listing."""
 
 
 def transient(exc: ClockifyApiError) -> bool:
@@ -81,7 +86,7 @@ class Fetcher:
                         method, path, api=api, params=params, json=json, idempotent=True, max_wait=self.max_wait,
                     )
                     ensure_success(response)
-                    body = orjson.loads(response.content) if response.content.strip() else None
+                    body = loads_without_nul(response.content) if response.content.strip() else None
                 return body, response
             except ClockifyApiError as exc:
                 if not transient(exc) or attempt >= self.config.page_attempts:
@@ -108,11 +113,18 @@ class Fetcher:
 
     async def page(
         self, path: str, page: int, size: int, *, api: ApiKind = "api", params: Mapping[str, Any] | None = None,
-        size_param: str = "page-size", items_path: tuple[str, ...] = (),
+        size_param: str = "page-size", items_path: tuple[str, ...] = (), strict: bool = False,
     ) -> tuple[list[dict[str, Any]], bool]:
-        """One page of a GET list: its items and whether it is the last."""
+        """One page of a GET list: its items and whether it is the last.
+
+        ``strict``: a body without a list at ``items_path`` raises :class:`UnexpectedBody`
+        instead of counting as an empty last page (which a complete listing would tombstone on).
+        """
         query = {**(params or {}), "page": page, size_param: size}
         body, response = await self.call("GET", path, api=api, params=query)
+        if strict and not isinstance(dig_raw(body, items_path), list):
+            raise UnexpectedBody(f"Clockify answered GET {path} without the list of items",
+                                 status_code=response.status_code, method="GET", url=path)
         items = dig(body, items_path)
         self.progress.page(len(items))
         return items, is_last_page(response, len(items), size)
@@ -138,10 +150,16 @@ class Fetcher:
             number += 1
 
 
-def dig(body: Any, path: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The list at ``path`` in ``body``, keeping only objects (anything else cannot be mirrored)."""
+def dig_raw(body: Any, path: tuple[str, ...]) -> Any:
+    """Whatever is at ``path`` in ``body`` (None when a step is missing)."""
     for key in path:
         body = body.get(key) if isinstance(body, dict) else None
+    return body
+
+
+def dig(body: Any, path: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The list at ``path`` in ``body``, keeping only objects (anything else cannot be mirrored)."""
+    body = dig_raw(body, path)
     if not isinstance(body, list):
         return []
     return [item for item in body if isinstance(item, dict)]

@@ -26,8 +26,9 @@ from clockify_core.sync import state
 from clockify_core.sync.endpoints import reference_endpoints
 from clockify_core.sync.models import WORKSPACE_KIND
 from clockify_core.sync.reference import due, pull_reference, pull_workspace
-from clockify_core.sync.run import Pull, guarded, int_setting
+from clockify_core.sync.run import BadParams, Pull, guarded, int_setting
 from clockify_core.sync.scheduler import next_run
+from clockify_core.sync.service import EARLIEST
 from clockify_core.sync.timeentries import (
     KIND,
     FeedUnavailable,
@@ -44,7 +45,10 @@ REFERENCE_STEP = "reference"
 
 
 def _time(value: Any) -> datetime | None:
-    return parse_time(value) if isinstance(value, str) else None
+    try:
+        return parse_time(value) if isinstance(value, str) else None
+    except OverflowError:  # e.g. year 1 with a positive offset: no such instant in UTC
+        return None
 
 
 def months_before(moment: datetime, months: int) -> datetime:
@@ -236,8 +240,11 @@ async def incremental(pull: Pull) -> None:
     dirty = await puller.stale_running(running, before=low)
     if feed:
         try:
-            async for docs in puller.feed("updated", low, run_started):
-                dirty.extend(s for s in map(entry_start, docs) if s is not None and s < low)
+            # An entry created in the range is only in /created, even when it was edited since
+            # (getUpdatedEntityInfo): both are read, or one created with an old date is missed.
+            for which in ("created", "updated"):
+                async for docs in puller.feed(which, low, run_started):
+                    dirty.extend(s for s in map(entry_start, docs) if s is not None and s < low)
         except FeedUnavailable as exc:
             pull.progress.error(f"change feed unavailable: {exc}")
     for range_start, range_end in merge_days(dirty):
@@ -262,15 +269,15 @@ async def backfill(runtime: Runtime, ctx: JobContext) -> None:
 async def _backfill(pull: Pull) -> None:
     ctx = pull.ctx
     since = _time(ctx.params.get("since"))
-    if since is None:
-        raise ValueError("backfill needs params.since")
+    if since is None or since < EARLIEST:
+        raise BadParams(f"backfill needs params.since, not before {EARLIEST.date().isoformat()}")
     if "until" not in ctx.cursor:
         until_param = _time(ctx.params.get("until"))
         await ctx.checkpoint({**ctx.cursor, "until": (until_param or pull.started + timedelta(days=1)).isoformat()})
     until = _time(ctx.cursor["until"]) or pull.started
     unit = ctx.params.get("window") or pull.config.backfill_window
     if unit not in ("day", "week", "month", "year"):
-        raise ValueError(f"unknown window {unit!r}")
+        raise BadParams(f"unknown window {unit!r}")
     await _pull_windows(pull, since, until, unit, cursor_key="done_until")
     total = await pull.writer.count_live(KIND, pull.workspace_id)
     async with pull.runtime.sessions.begin() as session:
@@ -288,7 +295,7 @@ async def _reconcile(pull: Pull) -> None:
     """Re-list one user's entries around ``start`` (a split leaves two entries, one body)."""
     user_id, start = pull.ctx.params.get("user_id"), _time(pull.ctx.params.get("start"))
     if not isinstance(user_id, str) or start is None:
-        raise ValueError("reconcile needs params.user_id and params.start")
+        raise BadParams("reconcile needs params.user_id and params.start")
     low = floor_to(start, "day")
     high = min(start + timedelta(days=pull.config.reconcile_days), utcnow() + timedelta(days=1))
     high = max(high, low + timedelta(days=1))

@@ -1,8 +1,9 @@
 """What a running pull shows: step, pages, rows, errors and an ETA.
 
 Progress lives on the job row (``jobs.progress``, rendered by ``GET /api/status`` and
-the ``jobs`` command) and in the ``job_rows``/``job_pages``/``job_eta_seconds``
-gauges. Counts are cumulative over the job's attempts, so a resumed job keeps them.
+the ``jobs`` command) and in the ``job_rows``/``job_pages``/``job_errors``/
+``job_eta_seconds`` gauges, plus ``job_endpoint{endpoint}`` set to 1 for the current
+step. Counts are cumulative over the job's attempts, so a resumed job keeps them.
 """
 
 from __future__ import annotations
@@ -27,10 +28,17 @@ class Progress:
         self._started = time.monotonic()
         self._start_fraction: float | None = None
         self._flushed = 0.0
+        self._endpoint: str | None = None
         ctx.report(attempt=ctx.job.attempts)
+        metrics.job_errors.labels(*self.labels).set(self.errors)
 
     def step(self, name: str, **extra: Any) -> None:
         self.ctx.report(endpoint=name, **extra)
+        if name != self._endpoint:
+            if self._endpoint is not None:
+                self.metrics.forget(self.metrics.job_endpoint, *self.labels, self._endpoint)
+            self._endpoint = name
+            self.metrics.job_endpoint.labels(*self.labels, name).set(1)
 
     def page(self, rows: int = 0) -> None:
         self.pages += 1
@@ -45,6 +53,7 @@ class Progress:
     def error(self, message: str) -> None:
         self.errors += 1
         self.ctx.report(errors=self.errors, last_error=message[:300])
+        self.metrics.job_errors.labels(*self.labels).set(self.errors)
 
     def fraction(self, done: float, total: float) -> None:
         """Work done out of ``total`` units (windows, endpoints); sets the ETA from this attempt's pace."""
@@ -69,5 +78,8 @@ class Progress:
 
     def close(self) -> None:
         self.ctx.report(eta_seconds=0)
-        for gauge in (self.metrics.job_rows, self.metrics.job_pages, self.metrics.job_eta):
+        for gauge in (self.metrics.job_rows, self.metrics.job_pages, self.metrics.job_eta, self.metrics.job_errors):
             self.metrics.forget(gauge, *self.labels)
+        if self._endpoint is not None:
+            self.metrics.forget(self.metrics.job_endpoint, *self.labels, self._endpoint)
+            self._endpoint = None

@@ -47,8 +47,9 @@ class SyncAllRequest(SyncRequest):
 
 
 class BackfillRequest(BaseModel):
-    since: date | datetime = Field(description="First day (UTC) of time entries to pull")
-    until: date | datetime | None = Field(None, description="Day after the last one; default now")
+    # datetime first: as `date | datetime`, "2024-01-01T00:00:00+05:00" would validate as a date and lose its offset.
+    since: datetime | date = Field(description="First day (UTC) of time entries to pull, from 2000-01-01")
+    until: datetime | date | None = Field(None, description="Day after the last one; default now")
     window: Window = Field("month", description="Pull and checkpoint in windows of this size")
 
 

@@ -1,14 +1,19 @@
 """What every pull job shares: the installation's API client, the writer, failure accounting.
 
 :func:`guarded` wraps a job body. It loads the installation (an inactive or removed
-one ends the job quietly), builds the client with the workspace's rate budget (the
-Free plan's 30 requests an hour where Clockify says so), and afterwards records the
-outcome on the workspace's ``sync_state`` row:
+one ends the job quietly), builds the client (whose rate budget follows the
+installation's plan, :func:`~clockify_core.lifecycle.repository.installation_api`), and
+afterwards records the outcome on the workspace's ``sync_state`` row:
 
 * success clears failures and parking;
-* a failure counts; at ``sync.park_after_failures`` in a row the workspace is parked
-  (``parked_until``, ``parked_reason``) and the job ends FAILED instead of retrying,
-  so one broken workspace never keeps workers busy for the others;
+* a Clockify-side failure (:class:`~clockify_core.errors.UpstreamError`: an API error
+  after every retry, a refused token, a bad base URL) counts; at
+  ``sync.park_after_failures`` in a row the workspace is parked (``parked_until``,
+  ``parked_reason``) and the job ends FAILED instead of retrying, so one broken
+  workspace never keeps workers busy for the others;
+* anything else (the database is down, a bug of ours) says nothing about the workspace:
+  the job is retried like any job and never parks it; bad job parameters
+  (:class:`BadParams`) fail the job at once;
 * a rate-limit wait longer than ``sync.max_rate_wait_seconds`` is not a failure: the
   job goes back to the queue until the budget has refilled and resumes from its cursor.
 """
@@ -26,13 +31,12 @@ from sqlalchemy import update
 from clockify_core.client import WorkspaceApi
 from clockify_core.config import SyncConfig
 from clockify_core.db.base import utcnow
-from clockify_core.errors import ClockifyError, RateLimited
+from clockify_core.errors import ClockifyError, RateLimited, UpstreamError
 from clockify_core.jobs import queue
-from clockify_core.jobs.models import Job, JobStatus
+from clockify_core.jobs.models import Job, JobKind, JobStatus
 from clockify_core.jobs.worker import JobContext, JobLost
 from clockify_core.lifecycle.models import Installation, InstallationStatus
 from clockify_core.lifecycle.repository import get_installation, installation_api
-from clockify_core.ratelimit import free_plan_limit
 from clockify_core.runtime import Runtime
 from clockify_core.sync import state
 from clockify_core.sync.bulk import BulkWriter
@@ -43,6 +47,11 @@ from clockify_core.sync.timeentries import TimeEntryPuller
 log = structlog.get_logger(__name__)
 
 FREE_PLAN = "FREE"
+
+
+class BadParams(ValueError):
+    """The job's parameters cannot be run (retrying would fail the same way)."""
+
 # Jobs that load mostly new rows, so their writer starts with direct COPY (sync.bulk).
 LOADERS = frozenset({"bootstrap", "backfill"})
 
@@ -80,7 +89,7 @@ class Pull:
         report = self.runtime.profile.allows_scope("REPORTS_READ") and bool(self.installation.reports_url)
         return TimeEntryPuller(
             self.fetcher, self.writer, self.config, self.progress, written_by=self.written_by, report=report,
-            sessions=self.runtime.sessions,
+            sessions=self.runtime.sessions, free_plan=self.free_plan,
         )
 
 
@@ -117,10 +126,7 @@ async def guarded(
     if installation is None or installation.status != InstallationStatus.ACTIVE or not installation.auth_token_encrypted:
         ctx.report(skipped="the add-on is not active on this workspace")
         return
-    if installation.subscription_plan == FREE_PLAN:
-        api = installation_api(runtime, installation, rate_limit=free_plan_limit(runtime.settings.rate_limit))
-    else:
-        api = installation_api(runtime, installation)
+    api = installation_api(runtime, installation)
     progress = Progress(ctx, runtime.metrics)
     dialect = runtime.engine.dialect.name
     pull = Pull(
@@ -137,14 +143,20 @@ async def guarded(
         raise
     except RateLimited as exc:
         await defer(runtime, ctx, float(exc.extensions.get("retry_after", 60)), describe(exc))
-    except Exception as exc:
+    except BadParams as exc:
+        progress.error(describe(exc))
+        await fail(runtime, ctx, describe(exc))
+    except UpstreamError as exc:
         error = describe(exc)
         progress.error(error)
         async with runtime.sessions.begin() as session:
             parked = await state.workspace_failed(session, ctx.workspace_id, error, runtime.settings.sync)
         if parked is None:
             raise
-        await fail(runtime, ctx, f"parked until {parked.isoformat()}: {error}")
+        await fail(runtime, ctx, f"parked until {parked.isoformat()}: {error}", parked=True)
+    except Exception as exc:
+        progress.error(describe(exc))
+        raise
     else:
         async with runtime.sessions.begin() as session:
             await state.workspace_succeeded(session, ctx.workspace_id, started=started)
@@ -164,12 +176,15 @@ async def defer(runtime: Runtime, ctx: JobContext, seconds: float, reason: str) 
     raise JobLost("deferred until the rate budget refills")
 
 
-async def fail(runtime: Runtime, ctx: JobContext, error: str) -> None:
-    """End the job FAILED now (no retry), e.g. when its workspace was just parked."""
+async def fail(runtime: Runtime, ctx: JobContext, error: str, *, parked: bool = False) -> None:
+    """End the job FAILED now (no retry): its workspace was just parked, or its parameters are bad."""
     async with runtime.sessions.begin() as session:
         await queue.complete(session, ctx.job.id, worker_id=runtime.instance_id, status=JobStatus.FAILED,
                              error=error[:2000], progress=ctx.progress)
     runtime.metrics.jobs.labels(ctx.job.kind, "failed").inc()
-    log.error("sync.parked", job_id=ctx.job.id, workspace_id=ctx.workspace_id, error=error)
-    raise JobLost("failed and parked")
+    if ctx.job.kind == JobKind.BOOTSTRAP:
+        runtime.metrics.bootstrap_jobs.labels("failed").inc()
+    log.error("sync.parked" if parked else "sync.bad_params", job_id=ctx.job.id, workspace_id=ctx.workspace_id,
+              error=error)
+    raise JobLost("failed and parked" if parked else "failed: bad parameters")
 

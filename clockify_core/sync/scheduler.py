@@ -7,6 +7,9 @@ who is due and queueing their ``sync`` jobs happen in **one transaction**: the l
 a live lease held by someone else. A leader that dies stops renewing and another takes
 over after ``sync.lease_seconds``; one that shuts down releases it at once.
 
+The lease's expiry is judged on the database's clock (``statement_timestamp()`` on
+PostgreSQL), so instances with skewed clocks still agree on who leads.
+
 Why a lease row rather than ``pg_advisory_lock``: it works on SQLite too (several
 processes on one file), it needs no connection pinned for the leader's lifetime (and
 so survives poolers in transaction mode and database restarts), and the holder and its
@@ -28,10 +31,9 @@ import structlog
 from sqlalchemy import select
 
 from clockify_core.config import SyncConfig
-from clockify_core.db.base import utcnow
 from clockify_core.jobs import queue
 from clockify_core.jobs.models import Job, JobKind
-from clockify_core.leases import release_lease, take_lease
+from clockify_core.leases import database_now, release_lease, take_lease
 from clockify_core.lifecycle.models import Installation, InstallationStatus
 from clockify_core.runtime import Runtime
 from clockify_core.sync import state
@@ -73,13 +75,17 @@ def next_run(config: SyncConfig, installation: Installation, now: datetime) -> d
 
 
 async def tick(runtime: Runtime, *, now: datetime | None = None) -> list[str] | None:
-    """One scheduling round; the workspaces queued, or None when another instance leads."""
-    now = now or utcnow()
+    """One scheduling round; the workspaces queued, or None when another instance leads.
+
+    The lease is judged on the database's clock whatever ``now`` says; ``now`` (default:
+    the database's clock too) only decides which workspaces are due.
+    """
     config = runtime.settings.sync
     scheduled: list[str] = []
     async with runtime.sessions.begin() as session:
-        if not await take_lease(session, LEASE, runtime.instance_id, now=now, seconds=config.lease_seconds):
+        if not await take_lease(session, LEASE, runtime.instance_id, seconds=config.lease_seconds):
             return None
+        now = now or await database_now(session)
         installations = (
             await session.execute(select(Installation).where(Installation.status == InstallationStatus.ACTIVE))
         ).scalars().all()

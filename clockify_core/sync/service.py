@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import select, update
@@ -19,6 +19,10 @@ from clockify_core.sync import state
 from clockify_core.tiers import ServiceProfile
 
 Window = Literal["day", "week", "month", "year"]
+# Backfill bounds: older dates hold no Clockify data (and year 1 overflows once moved to UTC);
+# later ones are no entries anyone tracked yet.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_AHEAD = timedelta(days=366)
 PULL_KINDS = (JobKind.BOOTSTRAP.value, JobKind.SYNC.value, JobKind.BACKFILL.value, JobKind.RECONCILE.value)
 
 
@@ -46,16 +50,27 @@ async def queue_pull(
     return await queue.enqueue(session, workspace_id, kind, params or {})
 
 
+def _refuse(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(f"{field} {message}", errors=[{"loc": [field], "msg": message}])
+
+
 def backfill_params(since: date | datetime, until: date | datetime | None, window: Window) -> dict[str, Any]:
+    """Checked job parameters, in UTC; :class:`ValidationFailed` (422) names a bad bound."""
+    now = utcnow()
+    # Aware datetimes compare across offsets without conversion, so these checks cannot overflow.
     start = day_start(since)
+    if start < EARLIEST:
+        raise _refuse("since", f"is before {EARLIEST.date().isoformat()}")
+    if start > now:
+        raise _refuse("since", "is in the future")
     end = day_start(until) if until is not None else None
     if end is not None and end <= start:
-        raise ValidationFailed("until must be after since", errors=[{"loc": ["until"], "msg": "not after since"}])
-    if start > utcnow():
-        raise ValidationFailed("since is in the future", errors=[{"loc": ["since"], "msg": "in the future"}])
-    params: dict[str, Any] = {"since": start.isoformat(), "window": window}
+        raise _refuse("until", "is not after since")
+    if end is not None and end > now + LATEST_AHEAD:
+        raise _refuse("until", f"is more than {LATEST_AHEAD.days} days ahead")
+    params: dict[str, Any] = {"since": start.astimezone(UTC).isoformat(), "window": window}
     if end is not None:
-        params["until"] = end.isoformat()
+        params["until"] = end.astimezone(UTC).isoformat()
     return params
 
 

@@ -8,13 +8,16 @@ A *range pull* lists every entry whose start lies in ``[start, end)`` and writes
 * ``GET /v1/workspaces/{wid}/user/{uid}/time-entries``: per user, up to
   ``sync.page_size`` rows a page, users fetched concurrently.
 
-With ``time_entry_source = "auto"`` each range starts with the report's first page
-and continues with whichever source needs fewer requests for the rest (the report's
-count against one request per user plus their pages). Without the ``REPORTS_READ``
-scope (or a reports URL) it is per user.
+With ``time_entry_source = "auto"`` a range is read per user, which costs less CPU per
+entry (docs/benchmarks.md), unless requests are what binds (:func:`choose_source`): on
+the Free plan (30 requests an hour) it is the report, and on paid plans the report's
+first page gives the range's count and the report goes on when per-user listing would
+need ``sync.report_request_ratio`` times its requests (many users, few entries each).
+Without the ``REPORTS_READ`` scope (or a reports URL) it is per user.
 
 Because a range pull is complete, rows of that range it did not rewrite are gone
-from Clockify: they are tombstoned (:meth:`BulkWriter.tombstone_unseen`).
+from Clockify: they are tombstoned (:meth:`BulkWriter.tombstone_unseen`), all of them
+after a report, those of the users listed after a per-user pull.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from clockify_core.config import SyncConfig
 from clockify_core.mirror.mapping import parse_time
 from clockify_core.mirror.models import TimeEntry, User
 from clockify_core.sync.bulk import BulkWriter
-from clockify_core.sync.fetch import Fetcher, dig, unavailable
+from clockify_core.sync.fetch import Fetcher, UnexpectedBody, dig, unavailable
 from clockify_core.sync.normalize import now_iso, report_entry, report_instant
 from clockify_core.sync.progress import Progress
 from clockify_core.sync.sink import Sink
@@ -50,8 +53,26 @@ FEED_PATH = "/v1/workspaces/{workspace}/entities/{which}"
 RUNNING_PAGE_MAX = 1000  # the in-progress list's documented maximum
 
 
+Source = Literal["report", "user"]
+FeedKind = Literal["created", "updated", "deleted"]
+
+
 class FeedUnavailable(Exception):
     """The change feed answered 4xx: not offered to this workspace (it is experimental)."""
+
+
+def choose_source(config: SyncConfig, *, users: int, count: int, free_plan: bool) -> Source:
+    """The cheaper source for a range of ``count`` entries among ``users`` users (``auto``).
+
+    Per user is the default: fewer, larger pages and less work per entry. The report wins
+    where requests are the binding constraint: always on the Free plan, and on paid plans
+    when listing per user needs ``report_request_ratio`` times the report's requests.
+    """
+    if free_plan:
+        return "report"
+    report_pages = max(1, math.ceil(count / config.report_page_size))
+    per_user = users + max(0, math.ceil(count / config.page_size) - 1)
+    return "report" if per_user >= config.report_request_ratio * report_pages else "user"
 
 
 def floor_to(moment: datetime, unit: Window) -> datetime:
@@ -117,6 +138,7 @@ class TimeEntryPuller:
         written_by: str,
         report: bool,
         sessions: Any,
+        free_plan: bool = False,
     ) -> None:
         self.fetcher = fetcher
         self.writer = writer
@@ -125,6 +147,7 @@ class TimeEntryPuller:
         self.written_by = written_by
         self.report = report and config.time_entry_source != "user"
         self.sessions = sessions
+        self.free_plan = free_plan
         self.workspace_id = fetcher.workspace_id
         self._users: list[str] | None = None
 
@@ -152,27 +175,38 @@ class TimeEntryPuller:
     ) -> RangeResult:
         """List ``[start, end)`` completely, write it, and tombstone what it no longer has."""
         before = self.fetcher.requests
-        source = "report" if self.report and user_ids is None else "user"
+        source: Source = "report" if self.report and user_ids is None else "user"
+        decide = self.config.time_entry_source == "auto" and not self.free_plan
+        if source == "report" and decide and await self._per_user_always_cheaper():
+            source = "user"
+        listed: list[str] = []
         sink = self._sink()
         try:
-            if source == "report" and not await self._report(sink, start, end):
+            if source == "report" and not await self._report(sink, start, end, decide=decide):
                 source = "user"
             if source == "user":
-                await self._per_user(sink, start, end, user_ids if user_ids is not None else await self.user_ids())
+                users = list(user_ids) if user_ids is not None else await self.user_ids()
+                listed = await self._per_user(sink, start, end, users)
             written = await sink.close()
         except BaseException:
             await sink.abort()
             raise
         gone = 0
         if reconcile:
+            # A per-user pull saw only the users it listed: other users' rows are not its to judge.
             gone = await self.writer.tombstone_unseen(
-                KIND, self.workspace_id, before=run_started, start=start, end=end, user_ids=user_ids,
-                written_by=self.written_by,
+                KIND, self.workspace_id, before=run_started, start=start, end=end,
+                user_ids=listed if source == "user" else None, written_by=self.written_by,
             )
         return RangeResult(written, gone, source, self.fetcher.requests - before)
 
-    async def _report(self, sink: Sink, start: datetime, end: datetime) -> bool:
-        """Pull through the report; False when per-user listing is cheaper (page 1 is written)."""
+    async def _per_user_always_cheaper(self) -> bool:
+        """Whether :func:`choose_source` picks per user for any count, so the report's probe is waste."""
+        config = self.config
+        return config.page_size >= config.report_page_size and len(await self.user_ids()) < config.report_request_ratio
+
+    async def _report(self, sink: Sink, start: datetime, end: datetime, *, decide: bool) -> bool:
+        """Pull through the report; False when ``decide`` finds per user cheaper (page 1 is written)."""
         size = self.config.report_page_size
         path = REPORT_PATH.format(workspace=self.workspace_id)
         base = {
@@ -187,7 +221,9 @@ class TimeEntryPuller:
             body, response = await self.fetcher.call(
                 "POST", path, api="reports", json={**base, "detailedFilter": {"page": page, "pageSize": size}}
             )
-            body = body if isinstance(body, dict) else {}
+            if not isinstance(body, dict) or not isinstance(body.get("timeEntries"), list):
+                raise UnexpectedBody(f"Clockify answered the detailed report (page {page}) without timeEntries",
+                                     status_code=response.status_code, method="POST", url=path)
             rows = dig(body, ("timeEntries",))
             count, last = len(rows), is_last_page(response, len(rows), size)
             self.progress.page(count)
@@ -207,11 +243,9 @@ class TimeEntryPuller:
                 page += 1
             return True
         pages = math.ceil(count / size)
-        if self.config.time_entry_source == "auto":
-            users = len(await self.user_ids())
-            per_user = users + max(0, math.ceil(count / self.config.page_size) - 1)
-            if per_user < pages - 1:
-                return False
+        if decide and choose_source(self.config, users=len(await self.user_ids()), count=count,
+                                    free_plan=self.free_plan) == "user":
+            return False
         outcomes: dict[int, bool] = {}
 
         async def one(page: int) -> None:
@@ -225,16 +259,18 @@ class TimeEntryPuller:
             last = (await fetch(page))[1]
         return True
 
-    async def _per_user(self, sink: Sink, start: datetime, end: datetime, users: Sequence[str]) -> None:
+    async def _per_user(self, sink: Sink, start: datetime, end: datetime, users: Sequence[str]) -> list[str]:
+        """List each user's entries; returns the users whose listing is complete."""
         size = self.config.page_size
         params = {"start": now_iso(start), "end": now_iso(end - timedelta(seconds=1))}
+        gone: set[str] = set()
 
         async def one(user_id: str) -> None:
             path = USER_PATH.format(workspace=self.workspace_id, user=user_id)
             number, last = 1, False
             try:
                 while not last:
-                    items, last = await self.fetcher.page(path, number, size, params=params)
+                    items, last = await self.fetcher.page(path, number, size, params=params, strict=True)
                     sink.take(items)
                     del items  # freed before waiting for the writers
                     await sink.ready()
@@ -242,9 +278,12 @@ class TimeEntryPuller:
             except ClockifyApiError as exc:
                 if exc.status_code != 404:
                     raise
+                # Removed from the workspace: the report still has their entries, so keep the mirror's.
+                gone.add(user_id)
                 log.info("sync.user_gone", workspace_id=self.workspace_id, user_id=user_id)
 
         await self._pool(one, users)
+        return [u for u in users if u not in gone]
 
     async def _pool(self, work: Callable[[Any], Awaitable[None]], items: Iterable[Any]) -> None:
         """Run ``work`` over ``items`` with ``sync.concurrency`` at a time (bounded memory)."""
@@ -289,7 +328,7 @@ class TimeEntryPuller:
             ).all()
         return [start for entry_id, start in rows if entry_id not in live and start is not None]
 
-    async def feed(self, which: Literal["updated", "deleted"], start: datetime, end: datetime) -> AsyncIterator[list[dict[str, Any]]]:
+    async def feed(self, which: FeedKind, start: datetime, end: datetime) -> AsyncIterator[list[dict[str, Any]]]:
         """Pages of the change feed for ``[start, end]``, in ranges of ``feed_window_days``."""
         path = FEED_PATH.format(workspace=self.workspace_id, which=which)
         size = self.config.feed_page_size

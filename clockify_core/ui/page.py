@@ -7,15 +7,20 @@ No inline script or style: the page loads one ES module and one stylesheet from
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from dataclasses import dataclass
 from html import escape
 from typing import Any
 
 from clockify_core.config import UiConfig
-from clockify_core.errors import ClockifyError, NotFound, Unauthorized, WorkspaceMismatch
+from clockify_core.errors import (
+    ClockifyError,
+    NotFound,
+    TokenInvalid,
+    Unauthorized,
+    WorkspaceMismatch,
+)
+from clockify_core.security.tokens import unverified_claims
 from clockify_core.ui.session import SessionRead
 
 # Clockify serves its web app from clockify.me and regional/app subdomains (REFERENCE §1).
@@ -144,16 +149,13 @@ def unverified_theme(token: str | None) -> str | None:
     """The ``theme`` claim of a token that failed verification, for the error page's colours only.
 
     Nothing else is read from an unverified token, and nothing from it reaches the page but
-    one of two fixed attribute values.
+    one of two fixed attribute values. It is decoded like the verifier decodes, so a forged
+    payload (``[[[[...``, junk base64) is just "no theme".
     """
-    if not token or token.count(".") != 2 or len(token) > 8192:
-        return None
-    segment = token.split(".")[1]
     try:
-        payload = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (binascii.Error, ValueError):
+        theme = unverified_claims(token).get("theme")
+    except TokenInvalid:
         return None
-    theme = payload.get("theme") if isinstance(payload, dict) else None
     return theme if isinstance(theme, str) else None
 
 

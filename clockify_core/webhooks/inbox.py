@@ -6,7 +6,9 @@ Deduplication. Clockify sends no delivery id, so a delivery is identified by
 includes a time bucket and an insert is also refused while the previous bucket holds
 the same body. A redelivery within one to two windows is stored once; a later equal
 body is a new event. Applying an event twice is harmless to the mirror (idempotent
-upserts), so the window only has to cover Clockify's retries.
+upserts), so the window only has to cover Clockify's retries. A sender that does name
+its deliveries (custom webhooks' ``webhook-id``) passes that ``delivery_id`` instead: the
+key is then (workspace, source, source ref, id), whatever the body and however late.
 
 Claiming. Workers claim PENDING rows whose next attempt is due, plus PROCESSING rows
 whose lease expired (their worker died), only for ACTIVE installations, and never an
@@ -59,6 +61,11 @@ def dedup_key(workspace_id: str, event_type: str, digest: str, bucket: int) -> s
     return hashlib.sha256(f"{workspace_id}|{event_type}|{digest}|{bucket}".encode()).hexdigest()
 
 
+def delivery_key(workspace_id: str, source: str, source_ref: str | None, delivery_id: str) -> str:
+    """The dedup key of a delivery its sender identified by ``delivery_id``."""
+    return hashlib.sha256(f"delivery|{workspace_id}|{source}|{source_ref or ''}|{delivery_id}".encode()).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class Stored:
     id: int | None
@@ -76,12 +83,21 @@ async def store_event(
     source_ref: str | None = None,
     now: datetime | None = None,
     window: float = DEFAULT_DEDUP_WINDOW,
+    delivery_id: str | None = None,
 ) -> Stored:
-    """Insert an accepted event unless it is a redelivery; the caller commits."""
+    """Insert an accepted event unless it is a redelivery; the caller commits.
+
+    A redelivery is the same body within ``window``, or with ``delivery_id`` (the sender's
+    own id of the delivery) the same id from the same ``source`` and ``source_ref``.
+    """
     now = now or utcnow()
-    digest = body_digest(body)
-    bucket = int(now.timestamp() // window)
-    key, previous = dedup_key(workspace_id, event_type, digest, bucket), dedup_key(workspace_id, event_type, digest, bucket - 1)
+    if delivery_id is None:
+        digest = body_digest(body)
+        bucket = int(now.timestamp() // window)
+        key = dedup_key(workspace_id, event_type, digest, bucket)
+        earlier = [dedup_key(workspace_id, event_type, digest, bucket - 1)]
+    else:
+        key, earlier = delivery_key(workspace_id, str(source), source_ref, delivery_id), []
     table = _INBOX
     values = {
         "workspace_id": workspace_id,
@@ -98,9 +114,9 @@ async def store_event(
         "received_at": now,
     }
     columns = list(values)
-    source_rows = select(*[literal(v, type_=table.c[c].type).label(c) for c, v in values.items()]).where(
-        ~exists().where(table.c.dedup_key == previous)
-    )
+    source_rows = select(*[literal(v, type_=table.c[c].type).label(c) for c, v in values.items()])
+    if earlier:
+        source_rows = source_rows.where(~exists().where(table.c.dedup_key.in_(earlier)))
     insert = postgresql.insert if _is_postgres(session) else sqlite.insert
     stmt = (
         insert(table)
@@ -112,7 +128,7 @@ async def store_event(
     if inserted is not None:
         return Stored(id=int(inserted), duplicate=False)
     await session.execute(
-        update(table).where(table.c.dedup_key.in_([key, previous])).values(deliveries=table.c.deliveries + 1)
+        update(table).where(table.c.dedup_key.in_([key, *earlier])).values(deliveries=table.c.deliveries + 1)
     )
     return Stored(id=None, duplicate=True)
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Boolean, Index, Integer, String, Text
+from sqlalchemy import Boolean, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from clockify_core.db.base import Base, BigIntPK, JsonType, UtcDateTime, utcnow
@@ -24,6 +24,10 @@ class EventSource(StrEnum):
     CUSTOM = "custom"
 
 
+_DONE = text("status = 'DONE'")
+_DEAD = text("status = 'DEAD'")
+
+
 class InboxEvent(Base):
     __tablename__ = "inbox_events"
     __table_args__ = (
@@ -31,6 +35,10 @@ class InboxEvent(Base):
         Index(None, "workspace_id", "received_at"),
         # Workers apply the events of one entity in arrival order; this finds earlier ones.
         Index(None, "workspace_id", "entity_key", "id"),
+        # Retention's windows: applied events by age, dead letters by age. Partial, so
+        # ingest (rows arrive PENDING) pays nothing for them.
+        Index("ix_inbox_events_done_processed_at", "processed_at", postgresql_where=_DONE, sqlite_where=_DONE),
+        Index("ix_inbox_events_dead_received_at", "received_at", postgresql_where=_DEAD, sqlite_where=_DEAD),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -39,7 +47,8 @@ class InboxEvent(Base):
     source: Mapped[str] = mapped_column(String(16), default=EventSource.CLOCKIFY)
     # For custom events: the custom_webhook_sources.id they arrived through.
     source_ref: Mapped[str | None] = mapped_column(String(64))
-    # sha256 of (workspace, event type, body hash, time bucket); see webhooks/inbox.py.
+    # sha256 of (workspace, event type, body hash, time bucket), or of the sender's own
+    # delivery id (custom webhooks' webhook-id); see webhooks/inbox.py.
     dedup_key: Mapped[str] = mapped_column(String(64), unique=True)
     entity_key: Mapped[str | None] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
@@ -60,10 +69,9 @@ class CustomWebhookSource(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     workspace_id: Mapped[str] = mapped_column(String(64), index=True)
     name: Mapped[str] = mapped_column(String(100))
-    # Encrypted JSON list of active HMAC secrets; several allow rotation without downtime.
+    # Encrypted JSON list of the active Standard Webhooks secrets (whsec_...), newest last;
+    # the previous one stays valid so senders can switch without downtime.
     secrets_encrypted: Mapped[str] = mapped_column(Text)
-    signature_header: Mapped[str] = mapped_column(String(100), default="X-Signature")
-    timestamp_header: Mapped[str | None] = mapped_column(String(100), default="X-Timestamp")
     tolerance_seconds: Mapped[int] = mapped_column(Integer, default=300)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     settings: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)

@@ -31,7 +31,7 @@ from clockify_core.errors import (
     WorkspaceMismatch,
 )
 from clockify_core.lifecycle.repository import subscription_for_token
-from clockify_core.mirror.mapping import entity_id
+from clockify_core.mirror.mapping import entity_id, without_nul
 from clockify_core.runtime import Runtime
 from clockify_core.security.crypto import digests_match, token_digest
 from clockify_core.security.tokens import ClockifyClaims, TokenKind
@@ -151,6 +151,9 @@ async def accept_clockify_webhook(runtime: Runtime, request: Request, route_even
     if row_id is not None and "\x00" in row_id:
         # No Clockify id holds one, and the inbox's entity key (PostgreSQL text) cannot.
         raise MalformedBody("the entity id in the body contains a NUL character")
+    if b"\\u0000" in body:  # JSON spells U+0000 only this way; most bodies skip the walk
+        # PostgreSQL cannot store U+0000 in text or jsonb: every handler would fail on the body.
+        body = orjson.dumps(without_nul(data))
     entity_key = f"{spec.kind}:{row_id}" if row_id else None
     if entity_key is not None and len(entity_key) > ENTITY_KEY_MAX:
         # Clockify ids are 24 characters; a longer one still orders its events, by digest.

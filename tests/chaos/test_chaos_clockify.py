@@ -43,7 +43,8 @@ RATE_LIMIT = {"rate": 5.0, "burst": 3}
 @pytest.fixture
 def simulator_config() -> SimulatorConfig:
     return small_config(scale=DataScale(workspaces=1, users=6, projects=8, clients=4, tags=6, user_groups=3,
-                                        time_entries=1500, years=1.5, running_timers=2))
+                                        time_entries=1500, years=1.5, running_timers=2),
+                        addon_webhook_cap=50)  # the service declares every webhook (WEBHOOK_CAP=50)
 
 
 def _state(sim: ServedSimulator) -> Simulator:

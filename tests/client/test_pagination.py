@@ -145,7 +145,7 @@ class DetailedReport:
         paging = body[self.filter_key] if self.filter_key else body
         page, size = paging["page"], paging["pageSize"]
         chunk = self.entries[(page - 1) * size : page * size]
-        return httpx.Response(200, json={"totals": [{"totalTime": 1}], "timeentries": chunk})
+        return httpx.Response(200, json={"totals": [{"totalTime": 1}], "timeEntries": chunk})
 
 
 async def test_report_pages_in_the_body(make_client: Any) -> None:
@@ -171,6 +171,6 @@ async def test_report_pages_at_the_top_level_and_other_keys(make_client: Any) ->
     )
     assert len(pages) == 1
     assert [b["page"] for b in report.bodies] == [1, 2]
-    assert (
-        await collect(ws.report_pages("/v1/r", {}, 4, filter_key=None, items_key="expenses")) == []
-    )
+    # A body without the items is not an empty last page: the listing would end silently.
+    with pytest.raises(ClockifyApiError, match="'expenses'"):
+        await collect(ws.report_pages("/v1/r", {}, 4, filter_key=None, items_key="expenses"))

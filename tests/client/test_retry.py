@@ -230,3 +230,51 @@ async def test_invalid_base_url_is_refused(make_client: Any) -> None:
         make_client(handler).for_workspace(
             "ws1", "t", backend_url="https://api.clockify.me:abc/", addon_key="a"
         )
+
+
+async def test_each_retry_draws_jitter_once_and_numbers_its_attempt(make_client: Any, sleeper: Any) -> None:
+    from clockify_core.client import EXT_ATTEMPTS
+
+    draws: list[float] = []
+
+    def rng() -> float:
+        draws.append(0.5)
+        return 0.5
+
+    numbers: list[int] = []
+
+    def clockify(request: httpx.Request) -> httpx.Response:
+        numbers.append(request.extensions[EXT_ATTEMPTS])
+        return httpx.Response(503, text="down")
+
+    with pytest.raises(ClockifyApiError) as caught:
+        await workspace(make_client(clockify, rng=rng)).get_json(ITEMS)
+    assert numbers == [1, 2, 3, 4, 5]
+    assert caught.value.attempts == 5
+    # Four waits, half of each ceiling; no jitter drawn after the last attempt.
+    assert sleeper.calls == [0.25, 0.5, 1.0, 2.0]
+    assert len(draws) == 4
+
+
+async def test_an_error_that_is_not_a_transport_error_is_not_retried(make_client: Any, sleeper: Any) -> None:
+    handler, seen = scripted(ValueError("a bug in a layer below"), 200)
+    with pytest.raises(ValueError, match="a bug in a layer below"):
+        await workspace(make_client(handler)).get_json(ITEMS)
+    assert len(seen) == 1
+    assert sleeper.calls == []
+
+
+async def test_a_retried_response_is_closed_before_the_next_attempt(make_client: Any) -> None:
+    closed: list[bool] = []
+
+    class Tracked(httpx.AsyncByteStream):
+        async def __aiter__(self) -> Any:
+            yield b"{}"
+
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    handler, seen = scripted(httpx.Response(502, stream=Tracked()), 200)
+    assert await workspace(make_client(handler)).get_json(ITEMS) == {"ok": True}
+    assert len(seen) == 2
+    assert closed == [True]

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
+from collections.abc import Iterator
+
 import httpx
 import pytest
+import structlog
 from fastapi import FastAPI
 from pydantic import BaseModel
 
+from clockify_core.config import LoggingConfig
 from clockify_core.errors import PayloadTooLarge, RateLimited, TokenInvalid, install_error_handlers
+from clockify_core.observability.logging import configure_logging
 from clockify_core.observability.metrics import Metrics
 from clockify_core.observability.middleware import RequestContextMiddleware
 
@@ -92,12 +100,39 @@ async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient) 
     assert r.json()["status"] == 405
 
 
-async def test_unexpected_exception_is_a_logged_500_without_internals(client: httpx.AsyncClient) -> None:
-    r = await client.get("/boom")
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """JSON log lines of the test, written to a buffer; the previous logging set-up is restored."""
+    root = logging.getLogger()
+    handlers, level, config = root.handlers[:], root.level, structlog.get_config()
+    stream = io.StringIO()
+    configure_logging(LoggingConfig(format="json"), stream=stream)
+    try:
+        yield stream
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        structlog.configure(**config)
+
+
+async def test_unexpected_exception_is_a_logged_500_without_internals(
+    client: httpx.AsyncClient, log_lines: io.StringIO
+) -> None:
+    r = await client.get("/boom", headers={"X-Request-ID": "req-boom-1"})
     assert r.status_code == 500
     body = r.json()
     assert r.headers["content-type"] == "application/problem+json"
-    assert body["request_id"] == r.headers["x-request-id"]
+    assert body["request_id"] == r.headers["x-request-id"] == "req-boom-1"
     assert "secret internals" not in r.text
     assert "Traceback" not in r.text
     assert "RuntimeError" not in r.text
+    # The operator's side: one line with the request id, the exception type and the trace.
+    lines = [json.loads(line) for line in log_lines.getvalue().splitlines() if line.strip()]
+    unhandled = [line for line in lines if line.get("event") == "request.unhandled"]
+    assert len(unhandled) == 1, lines
+    line = unhandled[0]
+    assert line["request_id"] == "req-boom-1"
+    assert line["error"] == "RuntimeError"
+    assert line["path"] == "/boom"
+    assert "Traceback" in line["exception"]
+    assert "secret internals" in line["exception"]

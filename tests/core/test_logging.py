@@ -60,3 +60,21 @@ def test_bound_request_id_appears_in_lines() -> None:
     finally:
         structlog.contextvars.clear_contextvars()
     assert next(line for line in _lines(stream) if line.get("logger") == "t")["request_id"] == "abc123"
+
+
+def test_console_tracebacks_do_not_print_local_variables() -> None:
+    stream = io.StringIO()
+    configure_logging(LoggingConfig(format="console"), stream=stream)
+
+    def fail(api_secret_value: str) -> None:
+        raise RuntimeError("boom")
+
+    value = "-".join(["hunter2", "the", "local", "value"])  # the joined text is in no source line
+    try:
+        fail(value)
+    except RuntimeError:
+        structlog.get_logger("t").exception("job.failed")
+    output = stream.getvalue()
+    assert "RuntimeError: boom" in output
+    assert "in fail" in output  # the frame is there ...
+    assert "hunter2-the-local-value" not in output  # ... its locals are not

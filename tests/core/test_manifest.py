@@ -8,11 +8,18 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+import api_studio.app
+import api_studio.settings
+import clockify_addon.app
+import clockify_addon.settings
+import universal_webhook.app
+import universal_webhook.settings
 from api_studio.app import PROFILE as API_STUDIO
 from clockify_addon.app import PROFILE as CLOCKIFY_ADDON
 from clockify_core.catalog import ALL_EVENTS, ALL_SCOPES, COMMON_EVENTS
 from clockify_core.manifest import build_manifest, runtime_webhook_events
 from clockify_core.manifest.model import schema_1_5
+from clockify_core.testing.apps import running_app
 from clockify_core.tiers import ServiceProfile
 from universal_webhook.app import PROFILE as UNIVERSAL_WEBHOOK
 
@@ -35,6 +42,35 @@ def test_manifest_validates_against_schema_1_5(profile: ServiceProfile, cap: int
     assert {entry["type"] for entry in doc["lifecycle"]} == {"INSTALLED", "DELETED", "SETTINGS_UPDATED", "STATUS_CHANGED"}
     assert doc["components"][0]["type"] == "sidebar"
     assert "$schema" not in doc
+
+
+SERVED = {
+    "api_studio": (api_studio.app.create_app, api_studio.settings.Settings),
+    "universal_webhook": (universal_webhook.app.create_app, universal_webhook.settings.Settings),
+    "clockify_addon": (clockify_addon.app.create_app, clockify_addon.settings.Settings),
+}
+
+
+@pytest.mark.parametrize("service", list(SERVED))
+async def test_served_manifest_validates_against_schema_1_5(service: str, tmp_path: Path) -> None:
+    """What Clockify fetches: GET /manifest over HTTP from the running app, with its settings."""
+    create_app, settings_cls = SERVED[service]
+    base_url = f"https://{service.replace('_', '-')}.example.com"
+    settings = settings_cls(
+        base_url=base_url, signing={"addon_key": f"{service.replace('_', '-')}-key"},
+        database={"url": f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"}, manifest={"webhook_cap": 20},
+        worker={"enabled": False}, retention={"enabled": False}, sync={"scheduler": False},
+    )
+    async with running_app(create_app(settings, configure_logs=False)) as client:
+        response = await client.get("/manifest")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    doc = response.json()
+    jsonschema.Draft4Validator(SCHEMA).validate(doc)
+    assert doc["baseUrl"] == base_url
+    assert doc["key"] == settings.signing.addon_key
+    profile = next(p for p in PROFILES if p.name == service)
+    assert len(doc["webhooks"]) == min(20, len(profile.events))  # the configured cap, from settings
 
 
 def test_tiers() -> None:

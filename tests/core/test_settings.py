@@ -107,6 +107,56 @@ def test_secrets_are_masked() -> None:
     assert "op-123456" not in dumped
 
 
+DB_PASSWORD, REDIS_PASSWORD = "db-pa55-Secret", "redis-pa55-Secret"
+
+
+@pytest.mark.parametrize(("prefix", "cli_module"), [
+    ("API_STUDIO_", "api_studio.cli"), ("UW_", "universal_webhook.cli"), ("CLOCKIFY_", "clockify_addon.cli"),
+])
+def test_url_passwords_are_masked_where_settings_are_shown(
+    prefix: str, cli_module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    from typer.testing import CliRunner
+
+    db_url = f"postgresql+asyncpg://addon:{DB_PASSWORD}@db.internal:5432/addon"
+    redis_url = f"redis://:{REDIS_PASSWORD}@cache.internal:6379/0"
+    monkeypatch.setenv(f"{prefix}DB_URL", db_url)
+    monkeypatch.setenv("REDIS_URL", redis_url)  # the unprefixed fallback
+    module = importlib.import_module(cli_module)
+    result = CliRunner().invoke(module.cli, ["show-config"])
+    assert result.exit_code == 0, result.output
+    assert DB_PASSWORD not in result.output
+    assert REDIS_PASSWORD not in result.output
+    assert '"url": "postgresql+asyncpg://addon:****@db.internal:5432/addon"' in result.output
+    assert '"url": "redis://:****@cache.internal:6379/0"' in result.output
+
+    settings = module.Settings()
+    # Reprs (what a log line or a traceback with locals shows) are masked too...
+    for shown in (repr(settings), repr(settings.database), str(settings), settings.model_dump_json()):
+        assert DB_PASSWORD not in shown
+        assert REDIS_PASSWORD not in shown
+    # ...while the code that connects gets the URL unchanged, as a plain string.
+    assert settings.database_url == db_url
+    assert isinstance(settings.database_url, str)
+    assert settings.redis.url == redis_url
+    assert f"{settings.redis.url}" == redis_url
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://u:p%40ss@h/db", "postgresql://u:****@h/db"),
+    ("postgresql://u@h/db?password=abc&sslmode=require", "postgresql://u@h/db?password=****&sslmode=require"),
+    ("redis://user:pw@[::1]:6379/1", "redis://user:****@[::1]:6379/1"),
+    ("sqlite+aiosqlite:///data/clockify_addon.db", "sqlite+aiosqlite:///data/clockify_addon.db"),
+    ("postgresql+asyncpg://postgres@127.0.0.1:5432/x", "postgresql+asyncpg://postgres@127.0.0.1:5432/x"),
+])
+def test_mask_url_password(url: str, shown: str) -> None:
+    from clockify_core.config import mask_url_password
+
+    assert mask_url_password(url) == shown
+
+
 @pytest.mark.parametrize(
     "security",
     [{}, {"encryption_key": "change-me"}, {"encryption_key": "a-long-random-key-1234567890", "operator_api_key": "changeme"}],

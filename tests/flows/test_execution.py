@@ -18,7 +18,8 @@ import universal_webhook.settings
 from clockify_core.db.base import utcnow
 from clockify_core.explorer.models import ApiCall
 from clockify_core.flows.executor import claim, housekeeping, run_due
-from clockify_core.flows.models import FlowRun
+from clockify_core.flows.models import Flow, FlowRun
+from clockify_core.security.crypto import TokenCipher
 from clockify_core.security.hmac import signed_headers
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.testing.addon import AddonHarness, installed_addon
@@ -77,6 +78,11 @@ async def test_long_entry_without_project_is_tagged_and_notified(
     })
     long_entry = await new_entry(simulator, tagIds=[other])
     short_entry = await new_entry(simulator, end="2025-06-01T09:00:00Z", description="short")
+    await uw.process()  # matched and queued; bootstrap and the mirror's refetches are done
+    metrics = uw.runtime.metrics.registry
+    admitted_before = metrics.get_sample_value("rate_limit_wait_seconds_count") or 0
+    assert await run_due(uw.runtime) == 1
+    admitted_by_the_run = (metrics.get_sample_value("rate_limit_wait_seconds_count") or 0) - admitted_before
     await settle(uw)
 
     assert _sim_entry(simulator, long_entry["id"])["tagIds"] == sorted([tag, other])
@@ -102,12 +108,12 @@ async def test_long_entry_without_project_is_tagged_and_notified(
     async with uw.runtime.sessions() as session:
         calls = (await session.execute(select(ApiCall))).scalars().all()
     assert [(c.source, c.operation_id, c.method, c.status) for c in calls] == [("flow", "updateTimeEntry", "PUT", 200)]
-    metrics = uw.runtime.metrics.registry
     assert metrics.get_sample_value("flows_executed_total", {"status": "succeeded"}) == 1
     assert metrics.get_sample_value("flow_action_duration_seconds_count", {"action": "clockify_api"}) == 1
     assert metrics.get_sample_value("flow_action_duration_seconds_count", {"action": "http_request"}) == 1
-    # The call went through the client's rate limiter, which times every request it admits.
-    assert (metrics.get_sample_value("rate_limit_wait_seconds_count") or 0) > 0
+    # The flow's Clockify call went through the client's rate limiter, which times every request it
+    # admits: during the run it admitted exactly the flow's calls (the HTTP action is not Clockify's).
+    assert admitted_by_the_run == len(calls) == 1
 
 
 async def test_when_set_variable_and_stop_branch(
@@ -166,6 +172,14 @@ async def test_failures_retry_then_fail_and_disable_the_flow(
     metrics = fragile.runtime.metrics.registry
     assert metrics.get_sample_value("flows_executed_total", {"status": "failed"}) == 2
 
+    # Editing the definition without saying `enabled` keeps it disabled, with its reason.
+    edit = {k: read[k] for k in ("name", "trigger", "conditions", "actions", "max_runs_per_minute")}
+    edited = await fragile.client.put(f"/api/flows/{flow['id']}", json={**edit, "name": "down, renamed"},
+                                      headers=admin(fragile))
+    assert edited.status_code == 200, edited.text
+    assert (edited.json()["enabled"], edited.json()["disabled_reason"]) == (False, read["disabled_reason"])
+    assert edited.json()["consecutive_failures"] == 2
+
     # A client error is not retried: the entry does not exist.
     enabled = (await fragile.client.post(f"/api/flows/{flow['id']}/enable", headers=admin(fragile))).json()
     assert enabled["consecutive_failures"] == 0
@@ -193,10 +207,12 @@ async def test_a_run_claimed_by_a_dead_worker_is_taken_over(
         if await runs_of(uw, flow["id"]):
             break
     async with uw.runtime.sessions.begin() as session:
-        [claimed] = await claim(session, worker_id="crashed-worker", limit=10, lease_seconds=0.05)
+        [claimed] = await claim(session, worker_id="crashed-worker", limit=10, lease_seconds=300, max_attempts=3,
+                                failure_threshold=5)
     assert claimed.flow_id == flow["id"]
     assert await run_due(uw.runtime) == 0  # leased to the dead worker
-    await asyncio.sleep(0.1)
+    async with uw.runtime.sessions.begin() as session:  # ... until its lease runs out
+        (await session.get(FlowRun, claimed.id)).locked_until = utcnow() - timedelta(seconds=1)
     await settle(uw)
     [run] = await runs_of(uw, flow["id"])
     assert run.status == "SUCCEEDED"
@@ -291,3 +307,150 @@ async def test_deleting_a_flow_removes_its_queued_runs(uw: AddonHarness, simulat
     await settle(uw)
     async with uw.runtime.sessions() as session:
         assert (await session.execute(select(FlowRun))).scalars().all() == []
+
+
+# Nothing leaves a run RUNNING --------------------------------------------------------------------
+
+async def _queued(addon: AddonHarness, flow_ids: list[str]) -> None:
+    """Deliver and match events until every flow has a queued run (none executed yet)."""
+    for _ in range(50):
+        await addon.process()
+        statuses = [[r.status for r in await runs_of(addon, fid)] for fid in flow_ids]
+        if all(found == ["QUEUED"] for found in statuses):
+            return
+    raise AssertionError("no queued runs")
+
+
+async def _flow(addon: AddonHarness, flow_id: str) -> dict[str, Any]:
+    read: dict[str, Any] = (await addon.client.get(f"/api/flows/{flow_id}", headers=admin(addon))).json()
+    return read
+
+
+async def test_a_header_the_client_cannot_send_fails_the_action_and_the_batch_goes_on(
+    fragile: AddonHarness, simulator: InProcessSimulator, loopback: LoopbackServer
+) -> None:
+    ws = simulator.workspace
+    ws.users[ws.owner_id]["name"] = "José Núñez"  # what the entry's user is called in Clockify
+    bad = await create_flow(fragile, {"name": "name in a header", "trigger": {"events": ["NEW_TIME_ENTRY"]},
+                                      "actions": [{"id": "notify", "type": "http_request", "url": f"{loopback.base}/hook",
+                                                   "headers": {"X-User": "{{ $.user.name }}"}}]})
+    good = await create_flow(fragile, {"name": "name in the body", "trigger": {"events": ["NEW_TIME_ENTRY"]},
+                                       "actions": [{"id": "notify", "type": "http_request", "url": f"{loopback.base}/ok",
+                                                    "body": {"user": "{{ $.user.name }}"}}]})
+    await new_entry(simulator)
+    await _queued(fragile, [bad["id"], good["id"]])
+    assert await run_due(fragile.runtime) == 2  # one batch: the first run's failure does not hold up the second
+
+    [failed] = await runs_of(fragile, bad["id"])
+    assert (failed.status, failed.attempts) == ("FAILED", 1)  # not retryable: the same value would fail again
+    assert failed.error == ("notify: the rendered value of header X-User contains a non-ASCII character "
+                            "(header values are ASCII; put such text in the body)")
+    assert failed.actions[-1]["status"] == "failed"
+    [sent] = await runs_of(fragile, good["id"])
+    assert sent.status == "SUCCEEDED"
+    assert [(r.path, json.loads(r.body)) for r in loopback.requests] == [("/ok", {"user": "José Núñez"})]
+    assert (await _flow(fragile, bad["id"]))["consecutive_failures"] == 1  # counts towards auto-disable
+    assert fragile.runtime.metrics.registry.get_sample_value("flows_executed_total", {"status": "failed"}) == 1
+
+
+async def test_header_values_that_cannot_be_sent_are_refused_when_saved(uw: AddonHarness, loopback: LoopbackServer) -> None:
+    for headers, location in (
+        ({"X-User": "José"}, "body.actions.0.headers.X-User"),
+        ({"X-User": "Jos\u00e9 {{ $.id }}"}, "body.actions.0.headers.X-User"),
+        ({"X-Key": {"secret": "clé-secrète"}}, "body.actions.0.headers.X-Key"),
+        ({"X-Key": {"secret": "a\r\nInjected: 1"}}, "body.actions.0.headers.X-Key"),
+    ):
+        response = await uw.client.post("/api/flows", headers=admin(uw), json={
+            "name": "bad header", "trigger": {"events": ["NEW_TIME_ENTRY"]},
+            "actions": [{"type": "http_request", "url": f"{loopback.base}/hook", "headers": headers}]})
+        assert response.status_code == 422, (headers, response.text)
+        [error] = response.json()["errors"]
+        assert error["location"] == location, error
+
+
+async def test_a_secret_the_configured_key_cannot_open_fails_the_run(
+    fragile: AddonHarness, simulator: InProcessSimulator, loopback: LoopbackServer
+) -> None:
+    flow = await create_flow(fragile, {"name": "sealed", "trigger": {"events": ["NEW_TIME_ENTRY"]}, "actions": [
+        {"id": "call", "type": "http_request", "url": f"{loopback.base}/hook", "headers": {"X-Key": {"secret": "k-1"}}}]})
+    # Sealed under a key this service no longer has (ENCRYPTION_KEY changed without rotate-secrets).
+    async with fragile.runtime.sessions.begin() as session:
+        row = await session.get(Flow, flow["id"])
+        assert row is not None
+        row.actions = [{**row.actions[0], "headers": {"X-Key": {"secret_encrypted": TokenCipher("a retired key").encrypt("k-1")}}}]
+    await new_entry(simulator)
+    await settle(fragile)
+    [run] = await runs_of(fragile, flow["id"])
+    assert (run.status, run.attempts) == ("FAILED", 1)
+    assert run.error == "call: Stored secret cannot be decrypted with the configured ENCRYPTION_KEY"
+    assert loopback.requests == []
+    assert (await _flow(fragile, flow["id"]))["consecutive_failures"] == 1
+
+
+async def test_a_run_that_keeps_stopping_its_worker_ends_failed(
+    fragile: AddonHarness, simulator: InProcessSimulator, loopback: LoopbackServer
+) -> None:
+    flow = await create_flow(fragile, {"name": "crashes", "trigger": {"events": ["NEW_TIME_ENTRY"]}, "actions": [
+        {"id": "call", "type": "http_request", "url": f"{loopback.base}/hook"}]})
+    await new_entry(simulator)
+    await _queued(fragile, [flow["id"]])
+    config = fragile.settings.flows
+    limits = {"limit": 10, "lease_seconds": 0.05, "max_attempts": config.max_action_attempts,
+              "failure_threshold": config.failure_threshold}
+    # Each worker takes the run and dies with it (killed, out of memory...): its lease runs out.
+    for worker in range(config.max_action_attempts + 1):
+        async with fragile.runtime.sessions.begin() as session:
+            claimed = await claim(session, worker_id=f"doomed-{worker}", **limits)
+        [run] = claimed
+        await asyncio.sleep(0.1)
+    assert run.gave_up is not None
+    [stored] = await runs_of(fragile, flow["id"])
+    assert (stored.status, stored.attempts) == ("FAILED", config.max_action_attempts + 1)
+    assert stored.error == run.gave_up
+    assert "the worker running it stopped before it finished" in stored.error
+    assert stored.finished_at is not None
+    assert await run_due(fragile.runtime) == 0  # never claimed again
+    assert loopback.requests == []
+    assert (await _flow(fragile, flow["id"]))["consecutive_failures"] == 1
+
+
+# Secrets in what a run stores --------------------------------------------------------------------
+
+async def test_a_secret_echoed_back_is_masked_in_the_run_state_results_and_api(
+    fragile: AddonHarness, simulator: InProcessSimulator, loopback: LoopbackServer
+) -> None:
+    secret = "sk-live-1234567890"
+    flow = await create_flow(fragile, {"name": "echo", "trigger": {"events": ["NEW_TIME_ENTRY"]}, "actions": [
+        {"id": "call", "type": "http_request", "url": f"{loopback.base}/echo", "save_as": "echo",
+         "headers": {"Authorization": {"secret": f"Bearer {secret}"}}},
+        {"id": "copy", "type": "set_variable", "name": "copied", "value": "{{ $vars.echo.headers }}"},
+        {"id": "down", "type": "http_request", "url": f"{loopback.base}/fail?seen={{{{ $vars.echo.headers.authorization }}}}"},
+    ]})
+    await new_entry(simulator)
+    await _queued(fragile, [flow["id"]])
+    assert await run_due(fragile.runtime) == 1
+    # The third action failed and will be retried: the run is stored with its variables to resume from.
+    [waiting] = await runs_of(fragile, flow["id"])
+    assert waiting.status == "QUEUED"
+    assert waiting.state is not None
+    assert set(waiting.state["vars"]) == {"echo", "copied"}
+    stored = json.dumps([waiting.state, waiting.actions, waiting.error])
+    assert secret not in stored
+    assert '"authorization": "********"' in stored
+    await settle(fragile)
+
+    [run] = await runs_of(fragile, flow["id"])
+    assert run.status == "FAILED"
+    # The secret did go out, and came back in the echo; nothing the run keeps or shows holds it.
+    assert [r.headers["authorization"] for r in loopback.requests if r.path == "/echo"] == [f"Bearer {secret}"]
+    first_failure = next(r for r in loopback.requests if r.path == "/fail")
+    assert secret in first_failure.query["seen"][0]
+    assert [a["id"] for a in run.actions] == ["call", "copy", "down"]
+    assert run.actions[1]["variable"]["copied"]["authorization"] == "********"
+    assert secret not in json.dumps([run.state, run.actions, run.error])
+    shown = [
+        (await fragile.client.get(f"/api/flows/{flow['id']}/runs", headers=admin(fragile))).text,
+        (await fragile.client.get(f"/api/flows/{flow['id']}/runs/{run.id}", headers=admin(fragile))).text,
+    ]
+    assert all(secret not in text for text in shown)
+    assert '"authorization":"********"' in shown[1]

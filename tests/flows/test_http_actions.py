@@ -152,7 +152,11 @@ async def test_responses_redirects_and_secrets(
      ("0.0.0.0", False),  # noqa: S104 - an address the guard must refuse, not a bind
      ("224.0.0.1", False), ("255.255.255.255", False), ("::1", False), ("::", False),
      ("fe80::1", False), ("fd00:ec2::254", False), ("::ffff:10.0.0.1", False), ("2002:7f00:1::", False),
-     ("ff02::1", False), ("198.18.0.1", False)],
+     ("ff02::1", False), ("198.18.0.1", False),
+     # Deprecated site-local, documentation, and v4 addresses embedded in NAT64 and 6to4: the embedded one decides.
+     ("fec0::1", False), ("feff::1", False), ("3fff::1", False), ("192.88.99.1", False), ("192.0.0.8", False),
+     ("64:ff9b::7f00:1", False), ("64:ff9b::a00:1", False), ("64:ff9b::a9fe:a9fe", False), ("64:ff9b:1::1", False),
+     ("64:ff9b::808:808", True), ("2002:c0a8:101::1", False), ("2002:808:808::1", True), ("::ffff:8.8.8.8", True)],
 )
 def test_non_public_addresses(address: str, public: bool) -> None:
     assert (non_public_reason(ipaddress.ip_address(address)) is None) is public

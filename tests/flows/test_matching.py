@@ -118,6 +118,34 @@ async def test_trigger_filters_event_types_and_unmatched_costs_no_rows(
     assert read["last_matched_at"]
 
 
+async def test_conditions_are_compiled_once_and_again_after_an_edit(
+    uw: AddonHarness, simulator: InProcessSimulator
+) -> None:
+    engine = flow_engine(uw.runtime)
+    definition = {"name": "billable", "trigger": {"events": ["NEW_TIME_ENTRY"]},
+                  "conditions": {"path": "$.description", "op": "contains", "value": "match"}}
+    flow = await create_flow(uw, definition)
+    compiled, hits = engine.compilations, engine.cache_hits
+    for i in range(6):
+        await new_entry(simulator, description=f"match {i}" if i % 2 else f"other {i}")
+    await settle(uw)
+    assert len(await runs_of(uw, flow["id"])) == 3
+    # Six events matched against the flow and three runs executed: compiled for the first event,
+    # served from the cache for the other five and for each run.
+    assert engine.compilations == compiled + 1
+    assert engine.cache_hits == hits + 5 + 3
+
+    edited = await uw.client.put(f"/api/flows/{flow['id']}", headers=admin(uw), json={
+        **definition, "conditions": {"path": "$.description", "op": "contains", "value": "other"}})
+    assert edited.status_code == 200, edited.text
+    for i in range(4):
+        await new_entry(simulator, description=f"other again {i}")
+    await settle(uw)
+    # The new version is compiled once, and it is what decides: the four new entries match it.
+    assert engine.compilations == compiled + 2
+    assert len(await runs_of(uw, flow["id"])) == 3 + 4
+
+
 async def test_workspace_switch_turns_every_flow_off(uw: AddonHarness, simulator: InProcessSimulator) -> None:
     flow = await create_flow(uw, {"name": "any entry", "trigger": {"events": ["NEW_TIME_ENTRY"]}})
     addon_id = uw.installation.addon_id

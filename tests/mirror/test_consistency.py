@@ -126,3 +126,77 @@ async def test_mirror_equals_simulator_under_duplicates_and_reordering(simulator
         assert projects_m[project["id"]] == (_typed("project", ws.id, render.project_api(ws.projects[project["id"]])), False)
         tags_m = await _mirror(addon, "tag", [tag["id"]])
         assert tags_m[tag["id"]] == (_typed("tag", ws.id, ws.tags[tag["id"]]), False)
+
+
+def _api_typed(ws: Any) -> dict[str, dict[str, dict[str, Any]]]:
+    """What the simulator's API serves now, mapped like the mirror maps it, per kind."""
+    from clockify_core.simulator.api.deps import public
+
+    return {
+        "client": {c: _typed("client", ws.id, dict(r)) for c, r in ws.clients.items()},
+        "project": {p: _typed("project", ws.id, render.project_api(r)) for p, r in ws.projects.items()},
+        "task": {t: _typed("task", ws.id, render.task_api(ws, r)) for t, r in ws.tasks.items()},
+        "tag": {t: _typed("tag", ws.id, dict(r)) for t, r in ws.tags.items()},
+        "user": {u: _typed("user", ws.id, public(r)) for u, r in ws.users.items()},
+    }
+
+
+async def _live(addon: AddonHarness, kind: str) -> dict[str, dict[str, Any]]:
+    table = table_for(kind)
+    async with addon.runtime.sessions() as session:
+        ids = (await session.execute(select(table.c.id).where(table.c.workspace_id == addon.workspace_id,
+                                                              table.c.deleted_at.is_(None)))).scalars().all()
+    return {row_id: typed for row_id, (typed, _) in (await _mirror(addon, kind, list(ids))).items()}
+
+
+async def test_webhooks_without_refetch_then_a_repair_sync_equal_the_simulator(
+    simulator: InProcessSimulator, pg_url: str
+) -> None:
+    """Bodies alone (no re-read) leave only what webhooks cannot know; one sync makes the mirror exact."""
+    from clockify_core.jobs import queue
+    from clockify_core.jobs.models import JobKind
+
+    async with installed_addon(
+        simulator, clockify_addon.app.create_app, clockify_addon.settings.Settings, db_url=pg_url,
+        mirror={"refetch": "never"},
+    ) as addon:
+        await addon.process()
+        ws = simulator.sim.workspace(addon.workspace_id)
+        ops = simulator.sim.ops
+        known_client, noted_client = list(ws.clients)[:2]
+        ops.update_client(ws, known_client, {"name": "Renamed Client"})
+        ops.update_client(ws, noted_client, {"note": "pays late"})  # CLIENT_UPDATED cannot say so
+        fresh = ops.create_client(ws, {"name": "Fresh Client", "note": "set through the API"})
+        project = ops.create_project(ws, {"name": "Fidelity Project", "clientId": fresh["id"]})
+        ops.update_project(ws, project["id"], {"note": "", "color": "#00FF00"})
+        task = ops.create_task(ws, project["id"], {"name": "Fidelity Task"})
+        ops.update_tag(ws, next(iter(ws.tags)), {"name": "renamed-tag"})
+        member = next(u for u in ws.users if u != ws.owner_id)
+        ops.set_user_status(ws, member, "INACTIVE")
+        entry = ops.create_entry(ws, ws.owner_id, {"start": "2025-06-01T08:00:00Z", "end": "2025-06-01T09:00:00Z",
+                                                   "description": "", "tagIds": []})
+        ops.patch_entry(ws, entry, {"description": "named later"})
+        await addon.process()
+
+        # Webhooks alone: every row matches except what webhook bodies do not carry.
+        api = _api_typed(ws)
+        clients = await _live(addon, "client")
+        assert clients[known_client] == api["client"][known_client]  # merged: the e-mail is kept
+        assert clients[noted_client] == {**api["client"][noted_client], "note": None}
+        assert clients[fresh["id"]] == {**api["client"][fresh["id"]], "note": None}  # NEW_CLIENT has no note
+        assert (await _live(addon, "user"))[member] == api["user"][member]
+        assert (await _live(addon, "project"))[project["id"]] == api["project"][project["id"]]
+        entry_id = ws.entries.id_of(entry)
+        mirrored_entry = (await _mirror(addon, "time_entry", [entry_id]))[entry_id][0]
+        assert mirrored_entry == _typed("time_entry", ws.id, render.time_entry(ws, entry))
+
+        async with addon.runtime.sessions.begin() as session:
+            await queue.enqueue(session, addon.workspace_id, JobKind.SYNC, {"reason": "operator", "reference": True})
+        await addon.process()
+
+        api = _api_typed(ws)
+        for kind, rows in api.items():
+            assert await _live(addon, kind) == rows, kind
+        assert (await _live(addon, "task"))[task["id"]] == api["task"][task["id"]]
+        mirrored_entry = (await _mirror(addon, "time_entry", [entry_id]))[entry_id][0]
+        assert mirrored_entry == _typed("time_entry", ws.id, render.time_entry(ws, entry))

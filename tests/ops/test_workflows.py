@@ -125,6 +125,10 @@ def test_test_workflow_runs_the_readme_command_on_both_pythons() -> None:
     chromium = next(i for i, run in enumerate(runs) if "apt-get install" in run and "chromium" in run)
     assert chromium < runs.index(command)
     assert "/usr/bin/chromium" in (ROOT / "scripts" / "test").read_text(encoding="utf-8")
+    # The browser tests' screenshots of each tab are kept from every run, not only failed ones.
+    (upload,) = _uses(job, "actions/upload-artifact")
+    assert upload["if"] == "always()"
+    assert upload["with"]["path"].rstrip("/") == "test-artifacts"
 
 
 def test_build_workflow_builds_every_image_for_both_architectures(services: list[Any]) -> None:

@@ -95,7 +95,7 @@ async def test_acquire_sleeps_until_granted_and_respects_max_wait() -> None:
 
 
 def test_limits_and_keys() -> None:
-    assert Limit.per_hour(30) == Limit(rate=30 / 3600, burst=3)
+    assert Limit.per_hour(30) == Limit(rate=27 / 3600, burst=3)
     assert free_plan_limit(RateLimitConfig(free_plan_per_hour=60)).burst == 6
     assert Limit(rate=50, burst=10).refill_seconds == pytest.approx(0.2)
     with pytest.raises(ValueError, match="rate"):

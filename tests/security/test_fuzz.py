@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
 import tempfile
 import time
@@ -438,6 +439,9 @@ async def test_fuzz_never_500_and_errors_are_problems(service_name: str, pg_url:
         for method, path in operations(spec):
             await fuzz_route(target, (method, path), cases_for(spec, method.lower(), path), report)
 
+    logging.getLogger(__name__).warning(
+        "fuzz %s: %d requests over %d routes, %d routes past authentication, %d kinds of failure",
+        service_name, report.sent, len(report.routes), len(report.accepted), len(report.failures))
     assert report.routes == api_routes(service.app), sorted(report.routes ^ api_routes(service.app))
     assert not report.failures, report.summary()
     credentialed = {route for route in report.routes if takes_credentials(route[1])}

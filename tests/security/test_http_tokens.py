@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from clockify_core.lifecycle.models import Installation
-from clockify_core.security.hmac import sign as hmac_sign
+from clockify_core.security.hmac import signed_headers
 from clockify_core.security.signing import KeyPair, TokenSigner
 from tests.security.support import ServiceUnderTest, Stack, Tenant, assert_problem, workspace_rows
 
@@ -98,6 +98,15 @@ def webhook_token(tenant: Tenant) -> str:
     return next(h.token for h in tenant.installation.webhooks if h.event == EVENT)
 
 
+def registered_webhook_token(tenant: Tenant) -> str:
+    """A token of a webhook the add-on registered through the Webhooks API at install."""
+    hooks = tenant.sim.sim.workspace(tenant.workspace_id).webhooks.values()
+    return next(str(h["authToken"]) for h in hooks if h.get("_addonId") == tenant.addon_id)
+
+
+EARLIER = "64f0c0ffee00000000000001"  # the addonId of an installation that came before A's
+
+
 def custom(headers: Callable[[ServiceUnderTest, bytes], dict[str, str]], body: bytes = b'{"order": 1}',
            sent: bytes | None = None) -> Attack:
     async def attack(service: ServiceUnderTest, stack: Stack) -> httpx.Response:
@@ -146,8 +155,13 @@ CASES = [
     pytest.param(A, on_api(lambda s, _: s.a.token() + "." + "A" * 20_000), 401, id="api-oversized-token"),
     pytest.param(A, lambda s, _: api_get(s, {"Authorization": f"Basic {s.a.token()}"}), 401, id="api-basic-scheme"),
     pytest.param(A, lambda s, _: api_get(s, {"Authorization": "Bearer "}), 401, id="api-empty-bearer"),
-    pytest.param(A, lambda s, _: api_get(s, {}, f"/api/status?auth_token={s.a.token()}"), 401,
-                 id="api-token-in-query-string"),
+    # /api/status takes the sidebar's `auth_token` (issue 4 item 7), verified like the header.
+    pytest.param(A, lambda s, _: api_get(s, {}, f"/api/status?auth_token={s.a.token(ttl_seconds=-3600)}"), 401,
+                 id="api-expired-token-in-the-status-query"),
+    pytest.param(A, lambda s, _: api_get(s, {}, f"/api/status?auth_token={s.a.installation.token}"), 401,
+                 id="api-installation-token-in-the-status-query"),
+    pytest.param(A, lambda s, _: api_get(s, {}, f"/api/flows?auth_token={s.a.token()}"), 401,
+                 id="api-token-in-query-string-of-another-route"),
     pytest.param(A, lambda s, _: api_get(s, {}, f"/api/flows?token={s.a.token()}&access_token={s.a.token()}"), 401,
                  id="api-token-in-other-query-names"),
     pytest.param(A, lambda s, _: s.client.post("/api/flows", headers=s.a.headers(role="USER"), json={
@@ -167,6 +181,25 @@ CASES = [
         401, id="lifecycle-installed-with-a-user-token-as-installation-token"),
     pytest.param(A, lifecycle("status-changed", lambda s: lifecycle_token(s.a, ttl_seconds=-3600),
                               lambda s: ids(s.a, status="INACTIVE")), 401, id="lifecycle-expired-token"),
+    # Clockify signs webhook, installation and lifecycle tokens alike: the ones it hands out to keep
+    # (a webhook token rides on every delivery and never expires) must not drive the lifecycle.
+    pytest.param(A, lifecycle("deleted", lambda s: webhook_token(s.a), lambda s: ids(s.a, asUser="x")), 401,
+                 id="lifecycle-webhook-token-uninstalls"),
+    pytest.param(A, lifecycle("status-changed", lambda s: webhook_token(s.a), lambda s: ids(s.a, status="INACTIVE")),
+                 401, id="lifecycle-webhook-token-pauses"),
+    pytest.param(A, lifecycle("settings-updated", lambda s: registered_webhook_token(s.a),
+                              lambda s: ids(s.a, settings=[])), 401, id="lifecycle-registered-webhook-token-edits-settings"),
+    pytest.param(A, lifecycle("deleted", lambda s: s.a.installation.token, lambda s: ids(s.a, asUser="x")), 401,
+                 id="lifecycle-installation-token-uninstalls"),
+    pytest.param(A, lifecycle("installed", lambda s: webhook_token(s.a), lambda s: ids(
+        s.a, authToken=s.a.installation.token, asUser="x", apiUrl="http://169.254.169.254/api", addonUserId="y",
+        webhooks=[])), 401, id="lifecycle-installed-signed-with-a-webhook-token"),
+    pytest.param(A, lifecycle("installed", lambda s: s.a.installation.token, lambda s: ids(
+        s.a, authToken=s.a.installation.token, asUser="x", apiUrl="http://169.254.169.254/api", addonUserId="y",
+        webhooks=[])), 401, id="lifecycle-installed-signed-with-its-own-installation-token"),
+    pytest.param(A, lifecycle("deleted", lambda s: s.a.installation.signer.lifecycle_token(s.a.workspace_id, EARLIER),
+                              lambda s: {"workspaceId": s.a.workspace_id, "addonId": EARLIER, "asUser": "x"}), 403,
+                 id="lifecycle-genuine-call-of-an-earlier-installation"),
     pytest.param(A, lifecycle("deleted", lambda s: TokenSigner(stranger().private_pem, s.a.installation.addon_key)
                               .lifecycle_token(s.a.workspace_id, s.a.addon_id), lambda s: ids(s.a, asUser="x")), 401,
                  id="lifecycle-signed-by-another-key"),
@@ -177,17 +210,21 @@ CASES = [
     pytest.param(A, webhook(lambda s: s.a.token()), 401, id="webhook-user-token-as-signature"),
     pytest.param(A, webhook(lambda s: s.a.installation.token), 401, id="webhook-installation-token-as-signature"),
     pytest.param(A, webhook(lambda s: webhook_token(s.b)), 403, id="webhook-token-of-b-with-a-body-of-a"),
+    pytest.param(A, webhook(lambda s: lifecycle_token(s.a)), 401, id="webhook-lifecycle-token-as-signature"),
+    pytest.param(A, webhook(lambda s: next(h.token for h in s.a.installation.webhooks if h.event != EVENT)), 401,
+                 id="webhook-token-of-another-route"),
     # Custom HMAC sources.
-    pytest.param(U, custom(lambda s, body: {"X-Timestamp": str(_now()), "X-Signature": hmac_sign(s.b.source_secret, body,
-                                                                                                    _now())}),
+    pytest.param(U, custom(lambda s, body: signed_headers(s.b.source_secret, body, _now())),
                  401, id="custom-signed-with-another-source-secret"),
-    pytest.param(U, custom(lambda s, body: {"X-Timestamp": str(_now()), "X-Signature": hmac_sign(s.a.source_secret, body,
-                                                                                                    _now())},
+    pytest.param(U, custom(lambda s, body: signed_headers(s.a.source_secret, body, _now()),
                            sent=b'{"order": 2}'), 401, id="custom-body-changed-after-signing"),
-    pytest.param(U, custom(lambda s, body: {"X-Timestamp": str(_now()), "X-Signature": hmac_sign(
-        s.a.source_secret, body, _now() - 3600)}), 401, id="custom-old-signature-with-a-fresh-timestamp"),
-    pytest.param(U, custom(lambda s, body: {"X-Timestamp": str(_now())}), 401, id="custom-missing-signature"),
-    pytest.param(U, custom(lambda s, body: {"X-Timestamp": str(_now()), "X-Signature": "sha256=" + "0" * 64}), 401,
+    pytest.param(U, custom(lambda s, body: {**signed_headers(s.a.source_secret, body, _now() - 3600),
+                                            "webhook-timestamp": str(_now())}),
+                 401, id="custom-old-signature-with-a-fresh-timestamp"),
+    pytest.param(U, custom(lambda s, body: {"webhook-id": "msg_1", "webhook-timestamp": str(_now())}), 401,
+                 id="custom-missing-signature"),
+    pytest.param(U, custom(lambda s, body: {"webhook-id": "msg_1", "webhook-timestamp": str(_now()),
+                                            "webhook-signature": "v1," + "A" * 43 + "="}), 401,
                  id="custom-zero-signature"),
 ]
 
@@ -220,6 +257,9 @@ async def test_the_genuine_tokens_of_the_cases_work(stack: Stack) -> None:
     service = stack.services[A]
     assert (await api_get(service, service.a.headers())).status_code == 200
     assert (await api_get(service, {"Authorization": f"Bearer {service.a.token()}"})).status_code == 200
+    by_query = await api_get(service, {}, f"/api/status?auth_token={service.a.token()}")
+    assert by_query.status_code == 200
+    assert by_query.json()["workspace_id"] == service.a.workspace_id
     async with service.harness.runtime.sessions() as session:
         installation = await session.get(Installation, service.a.workspace_id)
         assert installation is not None
@@ -231,5 +271,5 @@ async def test_the_genuine_tokens_of_the_cases_work(stack: Stack) -> None:
     body = b'{"order": 3}'
     now = _now()
     ok = await uw.client.post(f"/webhooks/custom/{uw.a.source_id}", content=body, headers={
-        "X-Timestamp": str(now), "X-Signature": hmac_sign(uw.a.source_secret, body, now)})
+        **signed_headers(uw.a.source_secret, body, now)})
     assert ok.status_code == 200, ok.text

@@ -5,10 +5,13 @@ and webhook tokens issued by Clockify, the tokens of webhooks registered at inst
 custom sources' HMAC secrets, a flow's secret header value, the encryption key and the
 operator key. User tokens (JWTs) are hunted by shape.
 
-* Responses: every GET route of every service, as A's owner and as the operator, plus the
-  answers that show what a flow sent (run details, a dry run) and an explorer call. The
-  flow's secret header goes out to a server that echoes every header back: the echo must
-  not carry it into the stored run either.
+* Responses: every answer a tenant's life produces, caught by a hook on the service's
+  client: the writes that hand secrets in (POST and PUT of a flow with a secret header,
+  custom sources), every GET route as A's owner and as the operator, the answers that show
+  what a flow sent (run details, dry runs), explorer calls, operator actions and refusals.
+  The flow's secret header goes out to a server that echoes every header back: the echo
+  must not carry it into the stored run either. The one exception is by design: creating
+  or rotating a custom source shows that source's new secret, once.
 * Logs: a world of its own, logged at DEBUG through the production pipeline
   (``configure_logging``, JSON), from the install through flows, explorer calls, Clockify
   and custom webhooks to the uninstall.
@@ -25,9 +28,11 @@ import logging
 import re
 import time
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 import structlog
 from sqlalchemy import select
@@ -72,44 +77,103 @@ def _fill(path: str, service: ServiceUnderTest, job_id: int) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
 
-@in_session_loop
+@dataclass
+class Answer:
+    """One response the service gave to the suite's client."""
+
+    what: str  # "METHOD /path"
+    status: int
+    text: str
+
+
+# Answers whose very purpose is to show their source's secret once, to its admin (docs/schema.md).
+SHOWS_ITS_SECRET = re.compile(r"^POST /api/custom-sources(/[^/]+/rotate)?$")
+
+
+def recording(service: ServiceUnderTest) -> list[Answer]:
+    """Keep every answer the service's client receives from now on, whatever asked for it."""
+    answers: list[Answer] = []
+
+    async def keep(response: httpx.Response) -> None:
+        await response.aread()
+        request = response.request
+        answers.append(Answer(f"{request.method} {request.url.path}", response.status_code, response.text))
+
+    service.client.event_hooks["response"].append(keep)
+    return answers
+
+
 @pytest.mark.parametrize("service_name", list(SERVICES))
-async def test_no_response_carries_a_secret(service_name: str, stack: Stack) -> None:
-    service = stack.services[service_name]
-    secrets = stack.secrets()
-    headers = {**service.a.headers(), "X-API-Key": OPERATOR_KEY}
-    jobs = await service.client.get("/api/operator/jobs", headers=headers)
-    assert jobs.status_code == 200, jobs.text
-    assert jobs.json(), jobs.text
-    job_id = jobs.json()[0]["id"]
+async def test_no_response_carries_a_secret(service_name: str, pg_url: str, recorder: Recorder) -> None:
+    """Every answer of a tenant's life: the writes that hand secrets in (the flow with a secret
+    header, custom sources), every GET route as the owner and as the operator, what shows a
+    flow's outgoing request (run, dry runs), explorer calls, operator actions, refusals."""
+    async with AsyncExitStack() as exits:
+        sim = await exits.enter_async_context(in_process_simulator(tiny_config()))
+        service = await build_service(exits, sim, service_name, pg_url, recorder)
+        answers = recording(service)
+        world = Stack(sim, {service_name: service}, recorder)
+        await populate_tenant(world, service)  # POST /api/flows with the secret header, sources, explorer
+        a = service.a
+        headers = {**a.headers(), "X-API-Key": OPERATOR_KEY}
+        jobs = await service.client.get("/api/operator/jobs", headers=headers)
+        assert jobs.status_code == 200, jobs.text
+        assert jobs.json(), jobs.text
+        job_id = jobs.json()[0]["id"]
 
-    answers: dict[str, str] = {}
-    for method, path in sorted(api_routes(service.app)):
-        if method != "GET" or (path.endswith("{source_id}") and not service.a.source_id):
-            continue
-        # Clockify opens the sidebar page with the user token in the query (REFERENCE §1).
-        params = {"auth_token": service.a.token()} if path == "/ui" else None
-        response = await service.client.get(_fill(path, service, job_id), headers=headers, params=params)
-        assert response.status_code == 200, (path, response.status_code, response.text[:300])
-        answers[f"GET {path}"] = response.text
-    # What a flow sent out, seen from every side: the run, a dry run of it, a fresh explorer call.
-    dry = await service.client.post(f"/api/flows/{service.a.flow_id}/dry-run", headers=headers,
-                                    json={"inbox_event_id": service.a.event_id})
-    assert dry.status_code == 200, dry.text
-    answers["dry run"] = dry.text
-    call = await service.client.post("/api/explorer/execute", headers=headers,
-                                     json={"operationId": "getTags", "pathParams": {"workspaceId": service.a.workspace_id}})
-    assert call.status_code == 200, call.text
-    answers["explorer execute"] = call.text
+        for method, path in sorted(api_routes(service.app)):
+            if method != "GET" or (path.endswith("{source_id}") and not a.source_id):
+                continue
+            # Clockify opens the sidebar page with the user token in the query (REFERENCE §1).
+            params = {"auth_token": a.token()} if path == "/ui" else None
+            response = await service.client.get(_fill(path, service, job_id), headers=headers, params=params)
+            assert response.status_code == 200, (path, response.status_code, response.text[:300])
 
-    assert len(answers) >= 20
-    run = json.loads(answers["GET /api/flows/{flow_id}/runs/{run_id}"])
-    if service.harness.runtime.profile.http_actions:
-        # The secret did go out (the recorder saw it), and the echoed answer is stored masked.
-        assert any(r.headers.get("x-api-key") == FLOW_SECRET for r in stack.recorder.requests)
-        assert "x-api-key" in json.dumps(run).lower(), run
-    for where, text in answers.items():
-        assert not leaks(text, secrets), (where, leaks(text, secrets))
+        flow = (await service.client.get(f"/api/flows/{a.flow_id}", headers=headers)).json()
+        definition = {key: flow[key] for key in ("name", "trigger", "actions") if key in flow}
+        if service.harness.runtime.profile.http_actions:
+            # The definition comes back masked; a PUT hands the secret in again, as a client would.
+            for action in definition["actions"]:
+                if action["type"] == "http_request":
+                    action["headers"]["X-Api-Key"] = {"secret": FLOW_SECRET}
+        writes: list[tuple[str, str, Any]] = [
+            ("PUT", f"/api/flows/{a.flow_id}", definition),
+            ("POST", f"/api/flows/{a.flow_id}/disable", None),
+            ("POST", f"/api/flows/{a.flow_id}/enable", None),
+            ("POST", f"/api/flows/{a.flow_id}/dry-run", {"inbox_event_id": a.event_id}),
+            ("POST", "/api/flows/dry-run", {"flow": definition, "inbox_event_id": a.event_id}),
+            ("POST", "/api/flows", {**definition, "name": "a second flow"}),
+            ("POST", "/api/explorer/execute", {"operationId": "getTags", "pathParams": {"workspaceId": a.workspace_id}}),
+            ("POST", f"/api/operator/workspaces/{a.workspace_id}/sync", None),
+            ("POST", "/api/operator/dead-letters/replay", {}),
+            ("POST", "/api/flows", {"name": "refused", "actions": "nope"}),  # a refusal may quote the body
+        ]
+        if a.source_id:
+            writes.append(("POST", f"/api/custom-sources/{a.source_id}/rotate", None))
+        for method, path, body in writes:
+            response = await service.client.request(method, path, headers=headers, json=body)
+            assert response.status_code < 500, (method, path, response.text[:300])
+        rotated = [json.loads(x.text)["secret"] for x in answers if x.what.endswith("/rotate") and x.status == 200]
+        await service.settle()
+
+        secrets = world.secrets() | {f"rotated source secret {n}": value for n, value in enumerate(rotated)}
+        run = await service.client.get(f"/api/flows/{a.flow_id}/runs/{a.run_id}", headers=headers)
+        if service.harness.runtime.profile.http_actions:
+            # The secret did go out (the recorder saw it), and the echoed answer is stored masked.
+            assert any(r.headers.get("x-api-key") == FLOW_SECRET for r in recorder.requests)
+            assert "x-api-key" in run.text.lower(), run.text
+
+    statuses = {(answer.what, answer.status) for answer in answers}
+    # The answers to the writes that carried the secret header in, not only reads.
+    assert ("POST /api/flows", 201) in statuses
+    assert (f"PUT /api/flows/{a.flow_id}", 200) in statuses
+    assert len(answers) >= 30, len(answers)
+    for answer in answers:
+        checked = secrets
+        if SHOWS_ITS_SECRET.match(answer.what) and answer.status in (200, 201):
+            shown = json.loads(answer.text)["secret"]
+            checked = {name: value for name, value in secrets.items() if value != shown}
+        assert not leaks(answer.text, checked), (answer.what, answer.status, leaks(answer.text, checked))
 
 
 @in_session_loop

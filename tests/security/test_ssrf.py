@@ -39,6 +39,8 @@ NAMES = {
     "mapped.test": ["::ffff:127.0.0.1"],
     "v6.test": ["::1"],
     "shared.test": ["100.64.0.1"],
+    "site-local.test": ["fec0::1"],
+    "nat64.test": ["64:ff9b::7f00:1"],
 }
 
 
@@ -85,6 +87,35 @@ def ssrf_table(canary: int, recorder: str) -> dict[str, str]:
         "name resolving to mapped loopback": f"http://mapped.test:{canary}/",
         "name resolving to ::1": f"http://v6.test:{canary}/",
         "name resolving to shared 100.64/10": "http://shared.test/",
+        "name resolving to site-local fec0::/10": "http://site-local.test/",
+        "name resolving to NAT64 loopback": f"http://nat64.test:{canary}/",
+        # The rest of IANA's special-purpose ranges that are not globally reachable.
+        "this network 0.0.0.0/8": "http://0.1.2.3/",
+        "shared 100.64/10": "http://100.64.0.1/",
+        "IETF protocol assignments 192.0.0/24": "http://192.0.0.8/",
+        "TEST-NET-1 192.0.2/24": "http://192.0.2.1/",
+        "benchmarking 198.18/15": "http://198.19.255.1/",
+        "TEST-NET-3 203.0.113/24": "http://203.0.113.7/",
+        "reserved 240/4": "http://240.0.0.1/",
+        "broadcast": "http://255.255.255.255/",
+        "multicast 224/4": "http://224.0.0.251/",
+        "6to4 relay anycast 192.88.99/24": "http://192.88.99.1/",
+        "unspecified IPv6 ::": f"http://[::]:{canary}/",
+        "IPv4-compatible ::127.0.0.1": f"http://[::127.0.0.1]:{canary}/",
+        "unique local fc00::/7": "http://[fc00::1]/",
+        "link-local IPv6 fe80::/10": "http://[fe80::1]/",
+        "site-local IPv6 fec0::/10": "http://[fec0::1]/",
+        "documentation 2001:db8::/32": "http://[2001:db8::1]/",
+        "documentation 3fff::/20": "http://[3fff::1]/",
+        "benchmarking 2001:2::/48": "http://[2001:2::1]/",
+        "discard-only 100::/64": "http://[100::1]/",
+        "NAT64 of loopback 64:ff9b::/96": f"http://[64:ff9b::7f00:1]:{canary}/",
+        "NAT64 of metadata": "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+        "NAT64 local-use 64:ff9b:1::/48": "http://[64:ff9b:1::a00:1]/",
+        "6to4 of loopback 2002::/16": f"http://[2002:7f00:1::1]:{canary}/",
+        "6to4 of 192.168/16": "http://[2002:c0a8:101::1]/",
+        "Teredo 2001::/32": "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+        "multicast ff02::1": "http://[ff02::1]/",
     }
 
 

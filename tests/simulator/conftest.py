@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, Request, Response
 
-from clockify_core.simulator import EVENTS
-from clockify_core.simulator.testing import InProcessSimulator
+from clockify_core.simulator import EVENTS, SimulatorConfig
+from clockify_core.simulator.testing import InProcessSimulator, small_config
 
 ADDON_URL = "http://addon.test"
 ADDON_KEY = "recording-addon"
@@ -84,6 +84,12 @@ class RecordingAddon:
 
     def lifecycle_of(self, kind: str) -> list[Call]:
         return [c for c in self.lifecycle if c.path == f"/lifecycle/{kind.lower()}"]
+
+
+@pytest.fixture
+def simulator_config() -> SimulatorConfig:
+    # The recording add-on declares every event, above Clockify's cap of 10, to see each delivered.
+    return small_config(addon_webhook_cap=len(EVENTS))
 
 
 @pytest.fixture

@@ -124,30 +124,66 @@ async def test_429_under_concurrency_grants_exactly_the_budget() -> None:
             f"/api/v1/workspaces/{other.id}/tags")).status_code == 200
 
 
-async def test_free_plan_allows_30_per_hour_for_the_workspace() -> None:
+async def test_free_plan_allows_30_in_any_rolling_hour_for_the_workspace() -> None:
     frozen = [0.0]
     config = small_config(rate_limit=RateLimitSettings(plan="free"))
     async with in_process_simulator(config, monotonic=lambda: frozen[0]) as simulator:
         ws = simulator.workspace
         owner = simulator.client(api_key=ws.api_keys[ws.owner_id])
         other = simulator.client(api_key=ws.api_keys[ws.user_ix.ids[1]])
-        codes = [(await (owner if i % 2 else other).get(f"/api/v1/workspaces/{ws.id}/tags")).status_code for i in range(31)]
-        assert codes.count(200) == 30
-        assert codes[-1] == 429
-        frozen[0] += 120  # two minutes refill one request
-        assert (await owner.get(f"/api/v1/workspaces/{ws.id}/tags")).status_code == 200
+        url = f"/api/v1/workspaces/{ws.id}/tags"
+        codes = []
+        for i in range(30):  # one a minute, from two users: the workspace's whole budget
+            codes.append((await (owner if i % 2 else other).get(url)).status_code)
+            frozen[0] += 60
+        assert codes == [200] * 30
+        limited = await owner.get(url)
+        assert limited.status_code == 429
+        # The first request leaves the window an hour after it was made (t=0 -> t=3600).
+        assert int(limited.headers["Retry-After"]) == 3600 - 30 * 60
+        frozen[0] = 3599.0  # a bucket refilling 30/h would have granted about 29 more by now
+        assert (await other.get(url)).status_code == 429
+        frozen[0] = 3600.0
+        assert (await owner.get(url)).status_code == 200
+        assert (await other.get(url)).status_code == 429  # the next one leaves at 3660
+        frozen[0] = 3660.0
+        assert (await other.get(url)).status_code == 200
+
+
+async def test_user_tokens_spend_the_users_budget_not_the_addons() -> None:
+    frozen = [100.0]
+    config = small_config(rate_limit=RateLimitSettings(rate=1, burst=3))
+    async with in_process_simulator(config, monotonic=lambda: frozen[0]) as simulator:
+        addon = RecordingAddon(manifest(events=(), scopes=["TAG_READ"]))
+        await simulator.mount_addon(ADDON_URL, addon.app)
+        inst = await simulator.install(ADDON_URL)
+        ws = simulator.workspace
+        owner, member = ws.owner_id, ws.user_ix.ids[1]
+        first = simulator.sim.marketplace.user_token(inst, owner)
+        again = simulator.sim.marketplace.user_token(inst, owner)  # a refreshed token: same user
+        second = simulator.sim.marketplace.user_token(inst, member)
+
+        assert sorted(await _burst(simulator, inst.token, 4)) == [200, 200, 200, 429]  # the add-on's bucket is empty
+        assert sorted(await _burst(simulator, first, 2)) == [200, 200]  # ...the owner's is not
+        assert sorted(await _burst(simulator, again, 2)) == [200, 429]  # one budget per user, not per token
+        assert sorted(await _burst(simulator, second, 4)) == [200, 200, 200, 429]  # the member has their own
+        frozen[0] += 1  # one request refills in every bucket
+        assert sorted(await _burst(simulator, inst.token, 2)) == [200, 429]
+        assert sorted(await _burst(simulator, first, 2)) == [200, 429]
 
 
 async def test_limits_change_at_runtime(simulator: InProcessSimulator) -> None:
     control = simulator.client()
     r = await control.put("/__sim/rate-limit", json={"enabled": True, "rate": 1, "burst": 2})
     assert r.status_code == 200
-    codes = await _burst(simulator, simulator.workspace.api_keys[simulator.workspace.owner_id], 0)
-    assert codes == []
+    assert (await control.get("/__sim/rate-limit")).json()["burst"] == 2
     client = simulator.owner_client()
     got = [(await client.get("/api/v1/user")).status_code for _ in range(3)]
-    assert got[:2] == [200, 200]
-    assert got[2] == 429
+    assert got == [200, 200, 429]
+    # And back: with the limit off, a burst far above the old budget passes.
+    assert (await control.put("/__sim/rate-limit", json={"enabled": False})).status_code == 200
+    responses = await asyncio.gather(*(client.get("/api/v1/user") for _ in range(20)))
+    assert [r.status_code for r in responses] == [200] * 20
 
 
 @pytest.mark.parametrize("plan", ["paid", "free"])

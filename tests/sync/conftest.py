@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+import orjson
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,8 +19,9 @@ from clockify_core.mirror.models import Client, Project, Tag, Task, TimeEntry, U
 from clockify_core.simulator import render
 from clockify_core.simulator.api.deps import public
 from clockify_core.simulator.config import DataScale, SimulatorConfig
+from clockify_core.simulator.entries import RUNNING
 from clockify_core.simulator.model import Workspace
-from clockify_core.simulator.testing import small_config
+from clockify_core.simulator.testing import InProcessSimulator, small_config
 
 # Bootstrap reaches back far enough for the simulator's whole (fixed-anchor) history.
 SYNC = {"bootstrap_days": 3650, "backfill_window": "year", "batch_rows": 250, "concurrency": 4}
@@ -87,3 +92,72 @@ def assert_same(kind: str, mirror: dict[str, tuple[Any, ...]], sim: dict[str, tu
     detail = {"missing": sorted(missing)[:5], "extra": sorted(extra)[:5],
               "differ": [(k, mirror[k], sim[k]) for k in differ[:3]]}
     assert (len(mirror), checksum(mirror)) == (len(sim), checksum(sim)), (kind, detail)
+
+
+RAW_COLUMNS = ("user_id", "project_id", "start_at", "end_at", "duration_seconds", "billable", "tag_ids")
+
+
+def raw_entries(ws: Workspace) -> dict[str, tuple[Any, ...]]:
+    """Key columns of every live entry read straight from the simulator's storage.
+
+    Independent of both the API rendering and our mapping (``row_values``), so a mapping
+    bug cannot cancel out the way it does in :func:`expected`.
+    """
+    store, out = ws.entries, {}
+    for row in store.by_start.rows:
+        start, duration = store.start[row], store.duration[row]
+        running = duration == RUNNING
+        out[store.id_of(row)] = (
+            ws.user_ix.ids[store.user[row]],
+            ws.project_ix.id(store.project[row]),
+            datetime.fromtimestamp(start, UTC),
+            None if running else datetime.fromtimestamp(start + duration, UTC),
+            None if running else duration,
+            store.is_billable(row),
+            tuple(sorted(ws.tag_ix.ids[t] for t in store.tag_sets[store.tags[row]])),
+        )
+    return out
+
+
+async def assert_raw_match(session: AsyncSession, ws: Workspace) -> None:
+    """The mirror's live time entries carry the simulator's ids and key columns, and no other row exists."""
+    rows = (await session.execute(select(TimeEntry).where(TimeEntry.workspace_id == ws.id))).scalars().all()
+    live = {r.id: (r.user_id, r.project_id, r.start_at, r.end_at, r.duration_seconds, r.billable,
+                   tuple(sorted(r.tag_ids or ()))) for r in rows if r.deleted_at is None}
+    raw = raw_entries(ws)
+    assert set(live) == set(raw), (sorted(set(raw) - set(live))[:5], sorted(set(live) - set(raw))[:5])
+    differ = [(k, live[k], raw[k]) for k in raw if live[k] != raw[k]]
+    assert not differ, differ[:3]
+    # Tombstones are only of entries the simulator no longer has.
+    assert not {r.id for r in rows if r.deleted_at is not None} & set(raw)
+
+
+class Recorder(httpx.AsyncBaseTransport):
+    """Passes every outbound request to the simulator and remembers it (what was asked, how often)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.requests: list[httpx.Request] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return await self.inner.handle_async_request(request)
+
+    def time_entry_reads(self) -> Counter[tuple[str, ...]]:
+        """(window start, source, user or page) -> times asked, over every time-entry listing."""
+        seen: Counter[tuple[str, ...]] = Counter()
+        for r in self.requests:
+            if r.url.path.endswith("/reports/detailed"):
+                body = orjson.loads(r.content)
+                seen[(body["dateRangeStart"][:19], "report", str(body["detailedFilter"]["page"]))] += 1
+            elif "/user/" in r.url.path and r.url.path.endswith("/time-entries"):
+                user = r.url.path.split("/user/")[1].split("/")[0]
+                seen[(r.url.params["start"][:19], f"user:{user}", r.url.params["page"])] += 1
+        return seen
+
+
+def record(simulator: InProcessSimulator) -> Recorder:
+    """Put a :class:`Recorder` between the add-on and the simulator (call before installing the add-on)."""
+    recorder = Recorder(simulator.transport)
+    simulator.transport = recorder
+    return recorder

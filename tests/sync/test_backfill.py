@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -19,17 +20,12 @@ from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.sync.service import day_start
 from clockify_core.sync.timeentries import windows
 from clockify_core.testing.addon import ADDON_URL, AddonHarness, installed_addon
-from tests.sync.conftest import SYNC, assert_same, expected, mirrored
+from tests.sync.conftest import SYNC, assert_raw_match, assert_same, expected, mirrored, record
 
 OPERATOR_KEY = "operator-key-for-tests-0123456789"
 # Bootstrap reads only the last day, so the history is the backfill's to fetch.
 SETTINGS = {"sync": {**SYNC, "bootstrap_days": 1}, "security": {"operator_api_key": OPERATOR_KEY},
             "worker": {"enabled": False, "lease_seconds": 1.0}}
-
-
-def reports_called(addon: AddonHarness) -> int:
-    value = addon.runtime.metrics.registry.get_sample_value("clockify_request_duration_seconds_count", {"api": "reports"})
-    return int(value or 0)
 
 
 async def queue_backfill(addon: AddonHarness, since: str, window: str = "month") -> int:
@@ -49,6 +45,7 @@ async def job_row(addon: AddonHarness, job_id: int) -> Job:
 async def test_backfill_killed_halfway_resumes_without_gap_or_duplicate(
     simulator: InProcessSimulator, pg_url: str
 ) -> None:
+    recorder = record(simulator)
     async with installed_addon(
         simulator, clockify_addon.app.create_app, clockify_addon.settings.Settings, db_url=pg_url, **SETTINGS,
     ) as addon:
@@ -57,7 +54,7 @@ async def test_backfill_killed_halfway_resumes_without_gap_or_duplicate(
         first_start = min(ws.entries.start[r] for r in ws.entries.by_start.rows)
         since = day_start(datetime.fromtimestamp(first_start, tz=UTC).date())
         job_id = await queue_backfill(addon, since.date().isoformat())
-        before = reports_called(addon)
+        recorder.requests.clear()  # the bootstrap's reads are not the backfill's
         # Each window answers slowly, so the job is surely in the middle when it dies.
         simulator.sim.faults.configure(FaultSettings(latency_ms=40))
         running = asyncio.create_task(run_one(addon.runtime, kinds=("backfill",)))
@@ -70,6 +67,7 @@ async def test_backfill_killed_halfway_resumes_without_gap_or_duplicate(
         killed = await job_row(addon, job_id)
         assert killed.status == "RUNNING"
         assert killed.attempts == 1
+        committed = datetime.fromisoformat(killed.cursor["done_until"])
         async with addon.runtime.sessions() as s:
             partial = await s.scalar(select(func.count()).select_from(TimeEntry).where(TimeEntry.workspace_id == ws.id))
         assert 0 < partial < len(ws.entries)
@@ -81,14 +79,22 @@ async def test_backfill_killed_halfway_resumes_without_gap_or_duplicate(
         assert (done.status, done.attempts) == ("DONE", 2), done.error
         async with addon.runtime.sessions() as s:
             assert_same("time_entry", await mirrored(s, ws.id, "time_entry"), expected(ws, "time_entry"))
-            total = await s.scalar(select(func.count()).select_from(TimeEntry).where(TimeEntry.workspace_id == ws.id))
-            distinct = await s.scalar(select(func.count(func.distinct(TimeEntry.id))).where(TimeEntry.workspace_id == ws.id))
-        assert total == distinct == len(ws.entries)
-        # The restart continued from the last committed window instead of starting over: at most
-        # the windows in flight when it died (window_concurrency) were read twice.
-        n_windows = len(windows(since, datetime.fromisoformat(done.cursor["until"]), "month"))
-        in_flight = addon.settings.sync.window_concurrency
-        assert n_windows <= reports_called(addon) - before <= n_windows + in_flight
+            await assert_raw_match(s, ws)
+        # Every window was read (no gap); windows committed before the kill were read once, and
+        # only those in flight when it died (at most window_concurrency) were read again.
+        every = windows(since, datetime.fromisoformat(done.cursor["until"]), "month")
+        reads = recorder.time_entry_reads()
+        per_window = Counter[str]()
+        for (start, _source, page), times in reads.items():
+            if page == "1":
+                per_window[start] = max(per_window[start], times)
+        assert set(per_window) == {w[0].strftime("%Y-%m-%dT%H:%M:%S") for w in every}
+        again = {start for start, times in per_window.items() if times > 1}
+        assert all(times <= 2 for times in reads.values()), reads
+        assert all(datetime.fromisoformat(start).replace(tzinfo=UTC) >= committed for start in again), again
+        assert len(again) <= addon.settings.sync.window_concurrency
+        assert not [start for start, times in per_window.items()
+                    if datetime.fromisoformat(start).replace(tzinfo=UTC) < committed and times != 1]
 
 
 async def test_backfill_over_mirrored_rows_rewrites_them(simulator: InProcessSimulator, pg_url: str) -> None:
@@ -118,17 +124,21 @@ async def test_progress_is_visible_while_a_backfill_runs(simulator: InProcessSim
     ) as addon:
         await addon.process()
         job_id = await queue_backfill(addon, "2023-06-01", window="week")
-        simulator.sim.faults.configure(FaultSettings(latency_ms=30))
+        # Some answers fail (and are retried), so the errors gauge has something to count.
+        simulator.sim.faults.configure(FaultSettings(latency_ms=30, error_rate=0.15, seed=5))
         running = asyncio.create_task(run_one(addon.runtime, kinds=("backfill",)))
         labels = f'kind="backfill",workspace_id="{addon.workspace_id}"'
+        step = f'endpoint="time_entry",{labels}'
         seen: dict[str, float] = {}
         status: dict[str, object] = {}
         while not running.done():
             text = (await addon.client.get("/metrics")).text
             for line in text.splitlines():
-                for gauge in ("job_rows", "job_pages", "job_eta_seconds"):
+                for gauge in ("job_rows", "job_pages", "job_eta_seconds", "job_errors"):
                     if line.startswith(f"{gauge}{{{labels}}}"):
                         seen[gauge] = float(line.rsplit(" ", 1)[1])
+                if line.startswith(f"job_endpoint{{{step}}}"):
+                    seen["job_endpoint"] = float(line.rsplit(" ", 1)[1])
             shown = (await addon.client.get("/api/status", headers={"X-Addon-Token": addon.user_token()})).json()
             mine = next(j for j in shown["jobs"] if j["id"] == job_id)
             if mine["status"] == "RUNNING" and mine["progress"].get("eta_seconds"):
@@ -139,11 +149,15 @@ async def test_progress_is_visible_while_a_backfill_runs(simulator: InProcessSim
         assert seen["job_rows"] > 0
         assert seen["job_pages"] > 0
         assert "job_eta_seconds" in seen
+        assert seen["job_errors"] > 0
+        assert seen["job_endpoint"] == 1
         assert status["endpoint"] == "time_entry"
         assert 0 < float(str(status["percent"])) < 100
         assert str(status["window"]).count("..") == 1
         text = (await addon.client.get("/metrics")).text
         assert f"job_rows{{{labels}}}" not in text  # gauges of a finished job are removed
+        assert f"job_errors{{{labels}}}" not in text
+        assert f"job_endpoint{{{step}}}" not in text
 
 
 async def test_backfill_months_setting_extends_bootstrap(simulator: InProcessSimulator, pg_url: str) -> None:

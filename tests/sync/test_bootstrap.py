@@ -16,7 +16,7 @@ from clockify_core.mirror.models import Entity, TimeEntry
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.sync.models import SyncState
 from clockify_core.testing.addon import installed_addon
-from tests.sync.conftest import KEY_COLUMNS, SYNC, assert_same, expected, mirrored
+from tests.sync.conftest import KEY_COLUMNS, SYNC, assert_raw_match, assert_same, expected, mirrored
 
 
 async def test_bootstrap_mirrors_the_workspace(simulator: InProcessSimulator, db_url: str) -> None:
@@ -28,6 +28,7 @@ async def test_bootstrap_mirrors_the_workspace(simulator: InProcessSimulator, db
         async with addon.runtime.sessions() as s:
             for kind in KEY_COLUMNS:
                 assert_same(kind, await mirrored(s, ws.id, kind), expected(ws, kind))
+            await assert_raw_match(s, ws)
             entities = dict((await s.execute(
                 select(Entity.kind, func.count()).where(Entity.workspace_id == ws.id).group_by(Entity.kind)
             )).all())
@@ -90,6 +91,7 @@ async def test_both_time_entry_sources_give_identical_rows(
         ws = simulator.sim.workspace(addon.workspace_id)
         async with addon.runtime.sessions() as s:
             assert_same("time_entry", await mirrored(s, ws.id, "time_entry"), expected(ws, "time_entry"))
+            await assert_raw_match(s, ws)  # the report's other shape maps to the same columns
             job = await s.scalar(select(Job).where(Job.kind == "bootstrap"))
         assert job is not None
         assert job.progress["source"] == source

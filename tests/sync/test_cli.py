@@ -60,6 +60,10 @@ async def test_commands_queue_list_and_refuse(simulator: InProcessSimulator, pg_
         bad = await invoke(pg_url, "backfill", "--since", "2024-01-01", "--window", "fortnight")
         assert bad.exit_code == 2
         assert "window" in bad.output
+        for since in ("1999-12-31", "0001-01-01"):
+            early = await invoke(pg_url, "backfill", "--since", since)
+            assert early.exit_code == 2, early.output
+            assert "since is before 2000-01-01" in early.output
         unknown = await invoke(pg_url, "sync", "5f00000000000000000000aa")
         assert unknown.exit_code == 2
         assert "not installed" in unknown.output

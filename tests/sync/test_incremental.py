@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +18,7 @@ from clockify_core.simulator.render import iso
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.sync.models import SyncState
 from clockify_core.testing.addon import ADDON_URL, AddonHarness, installed_addon
-from tests.sync.conftest import SYNC, assert_same, expected, mirrored
+from tests.sync.conftest import SYNC, assert_raw_match, assert_same, expected, mirrored
 
 OPERATOR_KEY = "operator-key-for-tests-0123456789"
 
@@ -146,3 +147,68 @@ async def test_a_split_entry_is_reconciled(addon: AddonHarness, simulator: InPro
     assert job.params["reason"] == "TIME_ENTRY_SPLIT"
     assert half is not None
     assert half.written_by == "reconcile"
+
+
+async def test_an_entry_created_with_an_old_date_is_caught(addon: AddonHarness, simulator: InProcessSimulator) -> None:
+    """Created while webhooks were lost and dated a year back: only ``entities/created`` lists it."""
+    ws = simulator.sim.workspace(addon.workspace_id)
+    ops, store = simulator.sim.ops, ws.entries
+    await run_sync(addon)  # the watermark is now: the next window starts a day before it
+    await lose_webhooks(simulator)
+    now = int(datetime.now(UTC).timestamp())
+    year_ago = now - 365 * 86_400
+    users = list(ws.users)
+    typed_late = ops.create_entry(ws, users[1], {"start": iso(year_ago), "end": iso(year_ago + 3600),
+                                                 "description": "typed in a year late"})
+    fixed_late = ops.create_entry(ws, users[2], {"start": iso(year_ago - 86_400 * 40),
+                                                 "end": iso(year_ago - 86_400 * 40 + 1800), "description": "draft"})
+    ops.patch_entry(ws, fixed_late, {"description": "created and corrected while webhooks were lost"})
+    old_edit = store.by_start.rows[7]
+    ops.patch_entry(ws, old_edit, {"description": "an old entry edited"})
+    old_delete = store.by_start.rows[30]
+    deleted_id = store.id_of(old_delete)
+    ops.delete_entry(ws, old_delete)
+    await addon.process()
+
+    job = await run_sync(addon)
+
+    async with addon.runtime.sessions() as s:
+        assert_same("time_entry", await mirrored(s, ws.id, "time_entry"), expected(ws, "time_entry"))
+        await assert_raw_match(s, ws)
+        created = [await s.get(TimeEntry, (ws.id, store.id_of(row))) for row in (typed_late, fixed_late)]
+        gone = await s.get(TimeEntry, (ws.id, deleted_id))
+    assert all(row is not None and row.written_by == "sync" for row in created)
+    assert created[1] is not None
+    assert created[1].description == "created and corrected while webhooks were lost"
+    assert gone is not None
+    assert gone.deleted_at is not None
+    assert job.progress["late_edit_days"] >= 3
+
+
+async def test_the_simulated_feed_lists_a_new_entry_only_as_created(
+    addon: AddonHarness, simulator: InProcessSimulator
+) -> None:
+    """getUpdatedEntityInfo: an entity created and updated in the range is only in /created."""
+    ws = simulator.sim.workspace(addon.workspace_id)
+    ops = simulator.sim.ops
+    now = int(datetime.now(UTC).timestamp())
+    start = now - 400 * 86_400
+    row = ops.create_entry(ws, next(iter(ws.users)), {"start": iso(start), "end": iso(start + 60)})
+    ops.patch_entry(ws, row, {"description": "edited right away"})
+    entry_id = ws.entries.id_of(row)
+    api = simulator.owner_client(ws)
+    base = f"/api/v1/workspaces/{ws.id}/entities"
+
+    async def ids(which: str, start: int, end: int) -> set[str]:
+        r = await api.get(f"{base}/{which}", params={"type": "TIME_ENTRY", "start": iso(start), "end": iso(end)})
+        assert r.status_code == 200, r.text
+        return {d["id"] for d in r.json()}
+
+    assert entry_id in await ids("created", now - 3600, now + 3600)
+    assert entry_id not in await ids("updated", now - 3600, now + 3600)
+    # A range that starts after the creation sees the edit as an update.
+    await asyncio.sleep(1.1)  # the feed's stamps are whole seconds
+    later = int(datetime.now(UTC).timestamp())
+    ops.patch_entry(ws, row, {"description": "edited later"})
+    assert entry_id in await ids("updated", later, later + 3600)
+    assert entry_id not in await ids("created", later, later + 3600)

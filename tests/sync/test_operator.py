@@ -95,6 +95,33 @@ async def test_bad_requests_are_problems(
         assert r.headers["content-type"] == "application/problem+json"
 
 
+async def test_backfill_dates_out_of_range_are_refused_before_queueing(simulator: InProcessSimulator, pg_url: str) -> None:
+    async with installed_addon(
+        simulator, clockify_addon.app.create_app, clockify_addon.settings.Settings, db_url=pg_url, sync=SYNC,
+        security={"operator_api_key": KEY},
+    ) as addon:
+        url = f"/api/operator/workspaces/{addon.workspace_id}/backfill"
+        cases = [
+            ({"since": "0001-01-01T00:00:00+05:00"}, "since"),  # year 1 does not even exist in UTC
+            ({"since": "1999-12-31"}, "since"),
+            ({"since": "2999-01-01"}, "since"),
+            ({"since": "2024-01-01", "until": "9999-12-31T23:59:59"}, "until"),
+        ]
+        for body, field in cases:
+            r = await addon.client.post(url, json=body, headers={"X-API-Key": KEY})
+            assert r.status_code == 422, (body, r.text)
+            assert r.headers["content-type"] == "application/problem+json"
+            assert r.json()["errors"][0]["loc"] == [field], r.json()
+        r = await addon.client.get("/api/operator/jobs", params={"kind": "backfill"}, headers={"X-API-Key": KEY})
+        assert r.json() == []
+        ok = await addon.client.post(url, json={"since": "2000-01-01T00:00:00+05:00"}, headers={"X-API-Key": KEY})
+        assert ok.status_code == 422  # 1999-12-31T19:00Z: before the first day
+        ok = await addon.client.post(url, json={"since": "2000-01-01T00:00:00-05:00"}, headers={"X-API-Key": KEY})
+        assert ok.status_code == 202, ok.text
+        job = (await addon.client.get(f"/api/operator/jobs/{ok.json()['job_id']}", headers={"X-API-Key": KEY})).json()
+        assert job["params"]["since"] == "2000-01-01T05:00:00+00:00"  # stored in UTC
+
+
 async def test_inactive_workspace_and_reference_only_tier_refuse(simulator: InProcessSimulator, pg_url: str) -> None:
     async with installed_addon(
         simulator, api_studio.app.create_app, api_studio.settings.Settings, db_url=pg_url, sync=SYNC,

@@ -12,10 +12,13 @@ from sqlalchemy import func, select, update
 
 import clockify_addon.app
 import clockify_addon.settings
+from clockify_addon.app import PROFILE
 from clockify_core.jobs.models import Job, JobStatus
 from clockify_core.jobs.worker import run_one
+from clockify_core.leases import database_now
 from clockify_core.lifecycle.models import Installation
-from clockify_core.runtime import Runtime
+from clockify_core.observability.metrics import Metrics
+from clockify_core.runtime import Runtime, open_runtime
 from clockify_core.simulator.config import RateLimitSettings
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.sync import scheduler
@@ -48,7 +51,8 @@ async def sync_jobs(runtime: Runtime) -> dict[str, int]:
 
 
 async def test_two_instances_schedule_each_sync_once(simulator: InProcessSimulator, pg_url: str) -> None:
-    async with two_instances(simulator, pg_url) as (addon, runtime_b):
+    lease = 1.0  # seconds on the database's clock, which the test cannot move: a short lease
+    async with two_instances(simulator, pg_url, sync={**SYNC, "lease_seconds": lease}) as (addon, runtime_b):
         runtime_a = addon.runtime
         assert runtime_a.instance_id != runtime_b.instance_id
         start = datetime.now(UTC)
@@ -64,22 +68,49 @@ async def test_two_instances_schedule_each_sync_once(simulator: InProcessSimulat
         counts = await sync_jobs(runtime_a)
         # Bootstrap set the first run 15 minutes out: 15, 30, 45 and 60 minutes.
         assert counts == dict.fromkeys(simulator.sim.workspaces, 4), counts
-        # Ticks were 5 minutes apart, longer than the 30 s lease, so leadership may move; never shared.
+        # Running the jobs between ticks can outlast the lease, so leadership may move; never shared.
 
         # The leader dies without releasing; the other takes over once the lease has run out.
         last = start + timedelta(minutes=60, seconds=1)
-        follower = runtime_b if leaders[-1] == "a" else runtime_a
+        leader = await scheduler.tick(runtime_a, now=last)
+        leader_rt, follower = (runtime_a, runtime_b) if leader is not None else (runtime_b, runtime_a)
+        assert await scheduler.tick(leader_rt, now=last) == []  # renews; nothing due yet
         assert await scheduler.tick(follower, now=last + timedelta(seconds=10)) is None
-        assert await scheduler.tick(follower, now=last + timedelta(seconds=31)) == []  # leads; nothing due yet
+        await asyncio.sleep(lease + 0.2)
+        assert await scheduler.tick(follower, now=last + timedelta(seconds=11)) == []  # leads; nothing due yet
         async with follower.sessions() as s:
-            lease = await s.get(SchedulerLease, scheduler.LEASE)
-        assert lease is not None
-        assert lease.holder == follower.instance_id
+            held = await s.get(SchedulerLease, scheduler.LEASE)
+        assert held is not None
+        assert held.holder == follower.instance_id
         scheduled = await scheduler.tick(follower, now=start + timedelta(minutes=76))
         assert sorted(scheduled or []) == sorted(simulator.sim.workspaces)
         async with runtime_a.sessions() as s:
             done = await s.scalar(select(func.count()).select_from(Job).where(Job.kind == "sync", Job.status == "DONE"))
         assert done == 8
+
+
+async def test_skewed_instance_clocks_never_share_the_lease(db_url: str) -> None:
+    """Expiry is judged on the database's clock: an instance an hour ahead cannot steal a
+    live lease, and one an hour behind cannot keep a lease that has run out."""
+    settings = clockify_addon.settings.Settings(database={"url": db_url, "run_migrations": False},
+                                                sync={"lease_seconds": 1.0})
+    async with (open_runtime(settings, PROFILE, Metrics()) as a, open_runtime(settings, PROFILE, Metrics()) as b):
+        real = datetime.now(UTC)
+        assert await scheduler.tick(a, now=real) == []
+        assert await scheduler.tick(b, now=real + timedelta(hours=1)) is None
+        assert await scheduler.tick(b, now=real + timedelta(days=1)) is None
+        assert await scheduler.tick(a, now=real - timedelta(hours=1)) == []  # the holder renews, clock or not
+        async with a.sessions() as s:
+            lease = await s.get(SchedulerLease, scheduler.LEASE)
+            db_now = await database_now(s)
+        assert lease is not None
+        assert lease.holder == a.instance_id
+        # Stamped on the database's clock, not on the skewed "now" a passed in.
+        assert timedelta(0) < lease.expires_at - db_now <= timedelta(seconds=1)
+        await asyncio.sleep(1.2)
+        # a's clock is an hour behind and still thinks it leads; the database says the lease ran out.
+        assert await scheduler.tick(b, now=real - timedelta(hours=1)) == []
+        assert await scheduler.tick(a, now=real - timedelta(hours=1)) is None
 
 
 async def test_running_loops_elect_one_leader_and_queue_once(simulator: InProcessSimulator, pg_url: str) -> None:

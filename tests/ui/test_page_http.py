@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Any
@@ -80,7 +81,19 @@ async def test_claims_are_escaped_into_the_page(simulator: InProcessSimulator, p
         assert boot(r.text)["session"]["is_admin"] is False
 
 
-@pytest.mark.parametrize("case", ["expired", "forged", "other-workspace", "other-installation", "missing", "garbage"])
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+# Compact JWS shapes that pass the length and alphabet checks but hold nesting meant to exhaust
+# the stack of a JSON decoder: the verifier refuses them, and so must the error page's theme.
+DEEP = _b64(b"[" * 3000)
+RS256_HEADER = _b64(b'{"alg":"RS256","typ":"JWT"}')
+SIGNATURE = _b64(b"\x01" * 256)
+
+
+@pytest.mark.parametrize("case", ["expired", "forged", "other-workspace", "other-installation", "missing", "garbage",
+                                  "deep-payload", "deep-header", "dark-forged"])
 async def test_a_bad_token_gets_an_error_page_without_data(
     simulator: InProcessSimulator, pg_url: str, case: str
 ) -> None:
@@ -98,6 +111,10 @@ async def test_a_bad_token_gets_an_error_page_without_data(
                                                           backend_url="x", reports_url="y"), 403, "mismatch"),
             "missing": ("", 401, "missing"),
             "garbage": ("x" * 9000, 401, "invalid"),
+            "deep-payload": (f"{RS256_HEADER}.{DEEP}.{SIGNATURE}", 401, "invalid"),
+            "deep-header": (f"{DEEP}.{_b64(b'{}')}.{SIGNATURE}", 401, "invalid"),
+            "dark-forged": (forger.user_token(addon.workspace_id, inst.addon_id, user_id="u", backend_url="x",
+                                              reports_url="y", theme="DARK"), 401, "invalid"),
         }
         token, status, reason = tokens[case]
         r = await addon.client.get("/ui", params={"auth_token": token} if token else {})
@@ -109,6 +126,10 @@ async def test_a_bad_token_gets_an_error_page_without_data(
         assert "/ui/assets/app.js" not in r.text
         assert "frame-ancestors https://*.clockify.me https://clockify.me" in r.headers["content-security-policy"]
         assert r.headers["referrer-policy"] == "no-referrer"
+        # Only the theme is read from a token that failed verification, and only to pick colours.
+        theme = {"dark-forged": "dark", "missing": "auto", "garbage": "auto", "deep-payload": "auto",
+                 "deep-header": "auto"}.get(case, "light")
+        assert f'<html lang="en" data-theme="{theme}">' in r.text
         if token:
             # The API keeps the error tree's status (a workspace without the add-on is a 404 there).
             api = await addon.client.get("/api/session", headers={"X-Addon-Token": token})

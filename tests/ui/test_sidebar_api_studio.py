@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Frame, Page, Request, expect
+from playwright.sync_api import Frame, Page, Request, Route, expect
 
 from tests.ui.conftest import (
     HostServer,
@@ -388,6 +388,41 @@ def test_an_expired_session_hides_the_data_until_clockify_sends_a_new_token(
     frame.get_by_role("button", name="Ask Clockify for a new token").click()
     expect(frame.locator("#app")).to_be_visible()
     expect(frame.locator("#panel-status")).to_contain_text(service.workspace_id)
+    expect(expired).to_be_hidden()
+
+
+def test_an_unreadable_session_answer_does_not_stop_the_refresh_chain(
+    service: UiService, host: HostServer, page: Page
+) -> None:
+    # Clockify answers the refresh at once, but /api/session answers 200 with a body that is not JSON
+    # (a proxy's error page): the token is not adopted, the page keeps trying, and once the old
+    # token has expired it shows the expired state instead of silently keeping stale data.
+    token = service.user_token(ttl=8)
+    checked: list[str] = []
+
+    def unreadable(route: Route) -> None:
+        checked.append(route.request.headers.get("x-addon-token", ""))
+        route.fulfill(status=200, content_type="application/json", body="<html>Bad gateway</html>")
+
+    page.route(re.compile(r".*/api/session$"), unreadable)
+    fresh = service.user_token()
+    page.goto(host.url(service.page_url(token), replies=[fresh]))
+    frame = addon_frame(page)
+    expect(frame.locator("#panel-status")).to_contain_text(service.workspace_id)
+    # The explorer does not poll: only the refresh timer can notice the expiry.
+    frame.click("#tab-explorer")
+    expect(frame.locator("#panel-explorer")).to_contain_text("getProjects")
+    wait_until(lambda: fresh in checked, page=page, what="the new token checked")
+    expired = frame.locator("#expired")
+    expect(expired).to_be_visible(timeout=30_000)
+    expect(frame.locator("#app")).to_be_hidden()
+    assert not page.js_errors, page.js_errors  # type: ignore[attr-defined]
+
+    # A readable answer later: the chain was never broken, so the page recovers.
+    page.unroute(re.compile(r".*/api/session$"))
+    page.evaluate("(token) => window.replies.push(token)", service.user_token())
+    frame.get_by_role("button", name="Ask Clockify for a new token").click()
+    expect(frame.locator("#app")).to_be_visible()
     expect(expired).to_be_hidden()
 
 

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import clockify_addon.app
+import clockify_addon.settings
 from clockify_core.db import create_engine, create_session_factory
 from clockify_core.db.base import utcnow
 from clockify_core.lifecycle.models import Installation
+from clockify_core.mirror.models import TimeEntry
+from clockify_core.simulator.testing import InProcessSimulator
+from clockify_core.testing.addon import installed_addon
 from clockify_core.webhooks import inbox
 from clockify_core.webhooks.models import InboxEvent
+from tests.lifecycle.test_hardening import clockify_tokens, send_webhook
 
 WS = "ws-inbox"
 
@@ -50,7 +57,8 @@ async def test_redelivery_is_stored_once_within_the_window(sessions: async_sessi
 
 
 async def test_equal_body_after_the_window_is_a_new_event(sessions: async_sessionmaker[AsyncSession]) -> None:
-    now = utcnow()
+    # At the start of a bucket, so +61 s is the next bucket whatever the wall clock says.
+    now = datetime.fromtimestamp(utcnow().timestamp() // 60 * 60, UTC)
     first = await _store(sessions, b'{"id":"t2"}', now=now, window=60)
     # Next bucket: still a duplicate (the previous bucket is checked too).
     assert (await _store(sessions, b'{"id":"t2"}', now=now + timedelta(seconds=61), window=60)).duplicate
@@ -58,6 +66,25 @@ async def test_equal_body_after_the_window_is_a_new_event(sessions: async_sessio
     assert first.id is not None
     assert later.id is not None
     assert later.id != first.id
+
+
+async def test_a_named_delivery_is_stored_once_whatever_the_body_or_time(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    now = utcnow()
+    named = {"source": "custom", "source_ref": "src-1", "delivery_id": "msg_1"}
+    first = await _store(sessions, b'{"v":1}', now=now, **named)
+    retry = await _store(sessions, b'{"v":2}', event="OTHER", now=now + timedelta(days=3), **named)
+    other_source = await _store(sessions, b'{"v":1}', now=now, **{**named, "source_ref": "src-2"})
+    other_id = await _store(sessions, b'{"v":1}', now=now, **{**named, "delivery_id": "msg_2"})
+    unnamed = await _store(sessions, b'{"v":1}', event="NEW_TAG", now=now)
+    assert first.id is not None
+    assert retry == inbox.Stored(id=None, duplicate=True)
+    assert None not in (other_source.id, other_id.id, unnamed.id)
+    async with sessions() as s:
+        row = await s.get(InboxEvent, first.id)
+        assert row is not None
+        assert (row.body, row.deliveries) == ('{"v":1}', 2)
 
 
 async def test_claim_finish_and_per_entity_order(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -150,3 +177,66 @@ async def test_concurrent_claimers_never_share_an_event(sessions: async_sessionm
     async with sessions() as s:
         owners = (await s.execute(select(InboxEvent.locked_by).distinct())).scalars().all()
         assert len(owners) > 1
+
+
+async def test_a_poison_event_is_dead_lettered_listed_and_replayed_over_http(
+    simulator: InProcessSimulator, pg_url: str
+) -> None:
+    """The worker's own path: while the database refuses to mirror an event (here a check
+    constraint a DBA added), every attempt fails and it lands in DEAD; the operator API lists
+    it, and once the cause is fixed a replay applies it with a fresh attempt budget."""
+    operator = {"X-API-Key": "inbox-suite-operator-key-0123456789"}
+    async with installed_addon(
+        simulator, clockify_addon.app.create_app, clockify_addon.settings.Settings, db_url=pg_url,
+        security={"operator_api_key": operator["X-API-Key"]}, mirror={"refetch": "never"},
+        worker={"max_attempts": 2, "backoff_base": 0.001, "backoff_max": 0.002},
+    ) as addon:
+        await addon.process()
+        assert addon.installation is not None
+        ws = simulator.sim.workspace(addon.workspace_id)
+        async with addon.runtime.sessions.begin() as s:
+            await s.execute(text(
+                "ALTER TABLE time_entries ADD CONSTRAINT no_poison CHECK (description IS DISTINCT FROM 'poison')"
+            ))
+        body = {"id": "64f0c0ffee00000000000d1e", "workspaceId": ws.id, "userId": ws.owner_id, "description": "poison",
+                "timeInterval": {"start": "2025-05-01T08:00:00Z", "end": None, "duration": None}}
+        token = clockify_tokens(simulator, addon.installation)["NEW_TIME_ENTRY"]
+        assert await send_webhook(addon, "NEW_TIME_ENTRY", token, body) == 200
+
+        async def settle_dead() -> list[dict[str, Any]]:
+            for _ in range(200):  # backoff is a millisecond: each round makes the retry due
+                await addon.process()
+                listed = await addon.client.get("/api/operator/dead-letters", headers=operator,
+                                                params={"workspace_id": ws.id})
+                assert listed.status_code == 200, listed.text
+                if listed.json():
+                    return list(listed.json())
+                await asyncio.sleep(0.005)
+            raise AssertionError("the event never reached the dead letters")
+
+        [dead] = await settle_dead()
+        assert (dead["event_type"], dead["status"], dead["attempts"]) == ("NEW_TIME_ENTRY", "DEAD", 2)
+        assert "no_poison" in dead["last_error"]
+        r = await addon.client.get("/api/operator/dead-letters", headers=operator, params={"workspace_id": "other"})
+        assert r.json() == []
+        assert (await addon.client.get("/api/operator/dead-letters")).status_code == 401
+
+        async with addon.runtime.sessions.begin() as s:
+            await s.execute(text("ALTER TABLE time_entries DROP CONSTRAINT no_poison"))
+        r = await addon.client.post("/api/operator/dead-letters/replay", headers=operator, json={"ids": [dead["id"]]})
+        assert r.status_code == 200, r.text
+        assert r.json() == {"replayed": 1}
+        async with addon.runtime.sessions() as s:
+            event = await s.get(InboxEvent, dead["id"])
+            assert event is not None
+            assert (event.status, event.attempts) == ("PENDING", 0)
+        await addon.process()
+        async with addon.runtime.sessions() as s:
+            event = await s.get(InboxEvent, dead["id"])
+            entry = await s.get(TimeEntry, (ws.id, body["id"]))
+        assert event is not None
+        assert event.status == "DONE"
+        assert entry is not None
+        assert entry.description == "poison"
+        listed = await addon.client.get("/api/operator/dead-letters", headers=operator, params={"workspace_id": ws.id})
+        assert listed.json() == []

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+import orjson
+from fastapi import APIRouter, Request
 from starlette.responses import PlainTextResponse, Response
 
 from clockify_core.errors import BadRequest, Forbidden
@@ -26,12 +27,17 @@ async def get_settings(workspaceId: str, principal: Annotated[Principal, authori
     return json_response(_installation(principal).settings)
 
 
-@router.patch("/workspaces/{workspaceId}/settings", operation_id="updateAddonSettings")
+@router.patch("/workspaces/{workspaceId}/settings", operation_id="updateAddonSettings",
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}})
 async def patch_settings(workspaceId: str, sim: SimDep, principal: Annotated[Principal, authorize("updateAddonSettings")],
-                         body: Annotated[Any, Body()]) -> Response:
+                         request: Request) -> Response:
     inst = _installation(principal)
+    try:  # parsed here, so malformed JSON is Clockify's 400 rather than a validation 422
+        body: Any = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise BadRequest("The body is not JSON", message="Invalid settings", code=501) from None
     changes = body.get("settings") if isinstance(body, dict) else body
-    if not isinstance(changes, list) or not all(isinstance(c, dict) and "id" in c for c in changes):
+    if not isinstance(changes, list):  # the items are checked by apply_settings
         raise BadRequest("Send a JSON array of {id, value}", message="Invalid settings", code=501)
     sim.marketplace.apply_settings(inst, changes)
     return json_response(inst.settings)

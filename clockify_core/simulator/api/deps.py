@@ -61,10 +61,39 @@ def authorize(operation: str) -> DependsParam:
         if not principal.has_scope(scope):
             raise Forbidden(f"The add-on manifest lacks the {scope} scope",
                             message=f"Add-on does not have {scope} scope", code=403)
+        if request.method in _BODY_METHODS:
+            await _refuse_oversized_numbers(request)
         return principal
 
     marker: DependsParam = Depends(dependency)
     return marker
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_JAVA_LONG = 2**63
+
+
+def _too_big(node: Any) -> bool:
+    if isinstance(node, int) and not isinstance(node, bool):
+        return not -_JAVA_LONG <= node < _JAVA_LONG
+    if isinstance(node, dict):
+        return any(_too_big(value) for value in node.values())
+    if isinstance(node, list):
+        return any(_too_big(value) for value in node)
+    return False
+
+
+async def _refuse_oversized_numbers(request: Request) -> None:
+    """Clockify reads JSON numbers into Java longs and refuses larger ones; so does the
+    simulator, before a handler stores a number it could not send back."""
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        return
+    try:
+        body = await request.json()
+    except ValueError:
+        return  # the route's own body validation answers malformed JSON
+    if _too_big(body):
+        raise BadRequest("A number in the body does not fit in 64 bits", message="Malformed JSON request", code=501)
 
 
 def workspace_of(sim: Simulator, principal: Principal) -> Workspace:
@@ -78,9 +107,18 @@ def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | Non
 MAX_PAGE = 2**31 - 1
 
 
-def page_params(page: int | None, size: int | None, *, default: int = 50, maximum: int = 5000) -> tuple[int, int]:
-    page = 1 if page is None else page
-    size = default if size is None else size
+def _page_number(value: object, name: str, fallback: int) -> int:
+    if value is None:
+        return fallback
+    # Query parameters arrive as ints already; JSON bodies (the report filter) may hold anything.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"{name} must be an integer", message=f"{name} must be a number", code=501)
+    return value
+
+
+def page_params(page: object, size: object, *, default: int = 50, maximum: int = 5000) -> tuple[int, int]:
+    page = _page_number(page, "page", 1)
+    size = _page_number(size, "page-size", default)
     if page < 0:
         raise BadRequest("page must be at least 1", message="page must be greater than 0", code=501)
     if page > MAX_PAGE:

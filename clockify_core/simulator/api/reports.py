@@ -30,10 +30,17 @@ _CACHE: OrderedDict[tuple[str, bytes, int], tuple[array[int], dict[str, Any]]] =
 _CACHE_SIZE = 8
 
 
+def _invalid(what: str) -> BadRequest:
+    return BadRequest(f"{what} in the report filter", message="Invalid report filter", code=501)
+
+
 def _ids(section: Any) -> tuple[set[str], str] | None:
     if not isinstance(section, dict) or not section.get("ids"):
         return None
-    return set(section["ids"]), str(section.get("contains", "CONTAINS"))
+    ids = section["ids"]
+    if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
+        raise _invalid("ids must be a list of strings")
+    return set(ids), str(section.get("contains", "CONTAINS"))
 
 
 def _matches(value_ids: set[str], rule: tuple[set[str], str] | None) -> bool:
@@ -59,7 +66,10 @@ def _select(ws: Workspace, f: dict[str, Any]) -> tuple[array[int], dict[str, Any
     users, projects, clients = _ids(f.get("users")), _ids(f.get("projects")), _ids(f.get("clients"))
     tags, tasks = _ids(f.get("tags")), _ids(f.get("tasks"))
     billable = f.get("billable")
-    text = (f.get("description") or "").lower() or None
+    description = f.get("description") or ""
+    if not isinstance(description, str):
+        raise _invalid("description must be a string")
+    text = description.lower() or None
     without_description = bool(f.get("withoutDescription"))
     if any((users, projects, clients, tags, tasks, billable is not None, text, without_description)):
         client_of = {ws.project_ix.get(pid): p["clientId"] for pid, p in ws.projects.items()}
@@ -101,6 +111,8 @@ async def detailed_report(workspaceId: str, sim: SimDep, principal: Annotated[Pr
                           body: Annotated[dict[str, Any], Body()]) -> Response:
     ws = workspace_of(sim, principal)
     detailed = body.get("detailedFilter") or {}
+    if not isinstance(detailed, dict):
+        raise _invalid("detailedFilter must be an object")
     page, size = page_params(detailed.get("page"), detailed.get("pageSize"), maximum=sim.config.max_report_page_size)
     criteria = {k: v for k, v in body.items() if k != "detailedFilter"}
     key = (ws.id, orjson.dumps(criteria, option=orjson.OPT_SORT_KEYS), ws.entries.version)

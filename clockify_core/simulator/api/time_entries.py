@@ -28,7 +28,7 @@ router = APIRouter(prefix="/v1/workspaces/{workspaceId}")
 JsonBody = Annotated[dict[str, Any], Body()]
 
 
-def _when(value: str | None, name: str) -> int | None:
+def _when(value: object, name: str) -> int | None:
     if value is None:
         return None
     try:

@@ -17,7 +17,6 @@ from clockify_core.simulator.state import Simulator
 
 router = APIRouter(prefix="/v1/workspaces/{workspaceId}")
 TRIGGER_TYPES = {"PROJECT_ID", "USER_ID", "TAG_ID", "TASK_ID", "WORKSPACE_ID", "ASSIGNMENT_ID", "EXPENSE_ID"}
-MAX_PER_WORKSPACE = 100
 JsonBody = Annotated[dict[str, Any], Body()]
 
 
@@ -80,7 +79,7 @@ async def create_webhook(workspaceId: str, sim: SimDep, principal: Annotated[Pri
                          body: JsonBody) -> Response:
     ws = workspace_of(sim, principal)
     _validate(body)
-    if len(ws.webhooks) >= MAX_PER_WORKSPACE:
+    if len(ws.webhooks) >= sim.config.webhook_limit:
         raise BadRequest("Webhook limit reached", message="Workspace webhook limit reached", code=501)
     wid = ws.new_id("webhook", int(sim.clock()))
     hook = {"id": wid, "name": body.get("name") or body["webhookEvent"], "url": body["url"],

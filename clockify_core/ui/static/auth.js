@@ -80,10 +80,13 @@ function schedule(delayMs) {
   }, Math.max(0, delayMs));
 }
 
-/** One refresh at a time; resolves true when a verified new token is in use. */
+/** One refresh at a time; resolves true when a verified new token is in use, false otherwise (never rejects,
+ * so the refresh timer chain always goes on and ends in the expired state at worst). */
 export function refresh() {
   if (!state.refreshing) {
-    state.refreshing = renew().finally(() => { state.refreshing = null; });
+    state.refreshing = renew()
+      .catch(() => false)
+      .finally(() => { state.refreshing = null; });
   }
   return state.refreshing;
 }
@@ -98,9 +101,14 @@ async function renew() {
     return false;
   }
   if (!response.ok) return false;
-  const next = await response.json();
+  let next;
+  try {
+    next = await response.json();
+  } catch {
+    return false; // a proxy's error page, a cut-off body: no verified session, so no new token
+  }
   const current = state.session;
-  if (next.workspace_id !== current.workspace_id || next.addon_id !== current.addon_id || next.user_id !== current.user_id) {
+  if (!next || next.workspace_id !== current.workspace_id || next.addon_id !== current.addon_id || next.user_id !== current.user_id) {
     return false;
   }
   state.token = token;
