@@ -36,6 +36,8 @@ class Installation(Base):
     addon_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default=InstallationStatus.ACTIVE)
     auth_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    # sha256 of the token the last uninstall revoked: an INSTALLED carrying it is a replay.
+    revoked_token_digest: Mapped[str | None] = mapped_column(String(64))
     api_url: Mapped[str | None] = mapped_column(Text)
     backend_url: Mapped[str | None] = mapped_column(Text)
     reports_url: Mapped[str | None] = mapped_column(Text)

@@ -128,6 +128,9 @@ async def install(runtime: Runtime, session: AsyncSession, auth: LifecycleToken,
     settings, profile = runtime.settings, runtime.profile
     now = utcnow()
     installation = await session.get(Installation, payload.workspace_id)
+    if installation is not None and installation.revoked_token_digest == token_digest(payload.auth_token):
+        # Clockify issues a new token with every install; this one went with an uninstall.
+        raise TokenInvalid("the installation token was revoked by an uninstall: a replayed INSTALLED")
     if installation is None:
         installation = Installation(workspace_id=payload.workspace_id, installed_at=now, settings=default_settings())
         session.add(installation)
@@ -237,6 +240,8 @@ async def uninstall(runtime: Runtime, session: AsyncSession, auth: LifecycleToke
     installation.status = InstallationStatus.DELETED
     installation.status_changed_at = now
     installation.deleted_at = now
+    if installation.auth_token_encrypted:
+        installation.revoked_token_digest = token_digest(runtime.cipher.decrypt(installation.auth_token_encrypted))
     installation.auth_token_encrypted = None
     retention = runtime.settings.lifecycle.retention_days
     if retention:

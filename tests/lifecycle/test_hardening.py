@@ -184,7 +184,26 @@ async def test_uninstall_drops_registrations_and_everything_of_the_workspace(
                 f"/lifecycle/{route}", json=body, headers={"X-Addon-Lifecycle-Token": old}
             )
             assert r.status_code == 404, (route, r.text)
+        # A captured INSTALLED, replayed under a fresh lifecycle token, carries the revoked token.
+        [installed] = [c for c in simulator.sim.marketplace.calls if c.kind == "INSTALLED"]
+        r = await addon.client.post(
+            "/lifecycle/installed", json=installed.payload, headers={"X-Addon-Lifecycle-Token": old}
+        )
+        assert r.status_code == 401, r.text
+        assert "revoked" in r.json()["detail"]
         assert set((await workspace_row_counts(addon, addon.workspace_id)).values()) == {0}
+        async with addon.runtime.sessions() as s:
+            stored = await s.get(Installation, addon.workspace_id)
+            assert stored is not None
+            assert (stored.status, stored.auth_token_encrypted) == ("DELETED", None)
+
+        # A genuine reinstall brings a new token and is welcome.
+        again = await simulator.install(ADDON_URL)
+        assert again.token != installed.payload["authToken"]
+        async with addon.runtime.sessions() as s:
+            stored = await s.get(Installation, addon.workspace_id)
+            assert stored is not None
+            assert stored.status == "ACTIVE"
 
 
 async def test_refused_registrations_are_recorded_and_reported(
