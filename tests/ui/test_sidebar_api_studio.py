@@ -97,6 +97,8 @@ def test_status_tab_shows_the_installation_and_bootstrap_with_the_token_out_of_t
     page.get_by_role("button", name="Refresh", exact=True).click()
     events = page.locator("#st-events + .scroll")
     expect(events.locator("tr", has_text="NEW_PROJECT").first).to_contain_text(str(project_event))
+    by_type = page.locator("#st-types + .scroll")
+    expect(by_type.locator("tr", has_text="NEW_PROJECT").locator("td").nth(1)).to_have_text("1")
     expect(page.locator("#live")).to_have_text("Status refreshed")
 
     api_calls = [r for r in seen if "/api/" in r.url]

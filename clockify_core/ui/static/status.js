@@ -1,4 +1,4 @@
-// Status tab: installation, webhook coverage, inbox, jobs with progress, sync state, last events.
+// Status tab: installation, webhook coverage, inbox, jobs with progress, sync state, last events (and per type).
 
 import { SessionExpired } from "./auth.js";
 import { announce, badge, fmtSeconds, fmtTime, h, replace, showError, table, toneOf } from "./dom.js";
@@ -113,6 +113,9 @@ export class StatusTab {
     const latest = new Map();
     for (const job of data.jobs) if (!latest.has(job.kind)) latest.set(job.kind, job);
     const older = data.jobs.filter((j) => latest.get(j.kind) !== j);
+    // Newest first: which events still arrive, and which stopped.
+    const byType = Object.entries(data.last_events || {})
+      .sort(([, a], [, b]) => String(b.last_received_at).localeCompare(String(a.last_received_at)));
 
     replace(this.content,
       h("section", { "aria-labelledby": "st-inst" },
@@ -160,6 +163,9 @@ export class StatusTab {
             h("td", {}, h("code", {}, e.event_type), e.source !== "clockify" ? ` (${e.source})` : ""),
             h("td", {}, badge(e.status, toneOf(e.status)), e.last_error ? h("div", { class: "error-text" }, e.last_error) : null),
             h("td", {}, fmtTime(e.received_at)))))
-          : h("p", { class: "muted" }, "No events received yet.")));
+          : h("p", { class: "muted" }, "No events received yet."),
+        byType.length ? h("h4", { id: "st-types" }, "By event type") : null,
+        byType.length ? table("Events by type", ["Event", "Received", "Last"], byType.map(([type, e]) => h("tr", {},
+          h("td", {}, h("code", {}, type)), h("td", {}, String(e.count)), h("td", {}, fmtTime(e.last_received_at))))) : null));
   }
 }
