@@ -14,12 +14,14 @@ Typical use, with the client built once in the app lifespan::
 from clockify_core.client.allowlist import HostAllowlist
 from clockify_core.client.client import (
     API_KINDS,
+    REPORT_ITEMS_KEYS,
     TOKEN_HEADER,
     ApiKind,
     ClockifyClient,
     WorkspaceApi,
     decode_json,
     ensure_success,
+    items_key_of,
 )
 from clockify_core.client.errors import ClockifyApiError, MissingBaseUrl
 from clockify_core.client.pagination import LAST_PAGE_HEADER, is_last_page, last_page_flag, paginate
@@ -53,6 +55,7 @@ __all__ = [
     "EXT_WORKSPACE_ID",
     "IDEMPOTENT_METHODS",
     "LAST_PAGE_HEADER",
+    "REPORT_ITEMS_KEYS",
     "TOKEN_HEADER",
     "AllowlistTransport",
     "ApiKind",
@@ -70,6 +73,7 @@ __all__ = [
     "decode_json",
     "ensure_success",
     "is_last_page",
+    "items_key_of",
     "last_page_flag",
     "paginate",
     "parse_retry_after",

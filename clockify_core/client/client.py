@@ -87,6 +87,21 @@ def decode_json(response: httpx.Response) -> Any:
         ) from exc
 
 
+# The detailed report's entries: `timeEntries` in the OpenAPI spec (TimeEntryDetailedReportDto);
+# clients written against the live reports API read `timeentries`. Either is accepted.
+REPORT_ITEMS_KEYS = ("timeEntries", "timeentries")
+
+
+def items_key_of(data: Any, keys: str | Sequence[str] = REPORT_ITEMS_KEYS) -> str | None:
+    """The first of ``keys`` under which ``data`` (a JSON object) holds a list, else ``None``."""
+    if not isinstance(data, dict):
+        return None
+    for key in (keys,) if isinstance(keys, str) else keys:
+        if isinstance(data.get(key), list):
+            return key
+    return None
+
+
 def _validated_base_url(value: str, name: str, allowlist: HostAllowlist) -> str:
     try:
         url = httpx.URL(value)
@@ -374,7 +389,7 @@ class WorkspaceApi:
         body: Mapping[str, Any],
         page_size: int = 50,
         *,
-        items_key: str = "timeEntries",
+        items_key: str | Sequence[str] = REPORT_ITEMS_KEYS,
         filter_key: str | None = "detailedFilter",
         api: ApiKind = "reports",
         start_page: int = 1,
@@ -385,8 +400,9 @@ class WorkspaceApi:
         Each request sends ``body`` with ``page`` and ``pageSize`` set inside
         ``body[filter_key]`` (the OpenAPI ``DetailedFilterV1``: ``detailedFilter``), or at
         the top level when ``filter_key`` is ``None``; ``body`` itself is not modified.
-        The items are ``response[items_key]`` (``timeEntries`` in the detailed report's
-        ``TimeEntryDetailedReportDto``); a response without that key raises
+        The items are ``response[items_key]`` (the first of several keys that holds a list;
+        by default ``timeEntries`` or ``timeentries``, see :data:`REPORT_ITEMS_KEYS`); a
+        response without one raises
         :class:`ClockifyApiError` rather than passing for an empty last page, which would
         end a listing early without a trace. Reports are reads, so these POSTs are retried
         like idempotent requests. Same stop rules as :meth:`pages`.
@@ -408,10 +424,10 @@ class WorkspaceApi:
             data = decode_json(response)
             if not isinstance(data, dict):
                 raise _unexpected_shape(response, "a JSON object")
-            items = data.get(items_key)
-            if not isinstance(items, list):
+            key = items_key_of(data, items_key)
+            if key is None:
                 raise _unexpected_shape(response, f"a JSON array under {items_key!r}")
-            return items, response
+            return data[key], response
 
         async for items in paginate(fetch, page_size, start_page=start_page, max_pages=max_pages):
             yield items

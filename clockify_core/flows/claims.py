@@ -73,7 +73,8 @@ async def claim(
     rows = (
         await session.execute(
             update(r)
-            .where(r.c.id.in_([row.id for row in found]))
+            # Due still: on SQLite the SELECT takes no lock, so another worker may have claimed a row since.
+            .where(r.c.id.in_([row.id for row in found]), due, active)
             .values(
                 status=RunStatus.RUNNING, locked_by=worker_id, locked_until=now + timedelta(seconds=lease_seconds),
                 attempts=r.c.attempts + 1, started_at=func_coalesce(r.c.started_at, now),

@@ -29,6 +29,9 @@ class SubscriptionStatus(StrEnum):
     REMOVED = "REMOVED"
 
 
+REVOKED_TOKENS_KEPT = 20
+
+
 class Installation(Base):
     __tablename__ = "installations"
 
@@ -36,8 +39,9 @@ class Installation(Base):
     addon_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default=InstallationStatus.ACTIVE)
     auth_token_encrypted: Mapped[str | None] = mapped_column(Text)
-    # sha256 of the token the last uninstall revoked: an INSTALLED carrying it is a replay.
-    revoked_token_digest: Mapped[str | None] = mapped_column(String(64))
+    # sha256 of the tokens uninstalls revoked (newest last, at most REVOKED_TOKENS_KEPT):
+    # an INSTALLED carrying one of them is a replay.
+    revoked_token_digests: Mapped[list[str] | None] = mapped_column(JsonType)
     api_url: Mapped[str | None] = mapped_column(Text)
     backend_url: Mapped[str | None] = mapped_column(Text)
     reports_url: Mapped[str | None] = mapped_column(Text)

@@ -23,6 +23,7 @@ from clockify_core.errors import BadRequest, TokenInvalid, WorkspaceMismatch
 from clockify_core.jobs import queue
 from clockify_core.jobs.models import Job, JobKind
 from clockify_core.lifecycle.models import (
+    REVOKED_TOKENS_KEPT,
     Installation,
     InstallationStatus,
     SubscriptionSource,
@@ -128,7 +129,7 @@ async def install(runtime: Runtime, session: AsyncSession, auth: LifecycleToken,
     settings, profile = runtime.settings, runtime.profile
     now = utcnow()
     installation = await session.get(Installation, payload.workspace_id)
-    if installation is not None and installation.revoked_token_digest == token_digest(payload.auth_token):
+    if installation is not None and token_digest(payload.auth_token) in (installation.revoked_token_digests or ()):
         # Clockify issues a new token with every install; this one went with an uninstall.
         raise TokenInvalid("the installation token was revoked by an uninstall: a replayed INSTALLED")
     if installation is None:
@@ -241,7 +242,8 @@ async def uninstall(runtime: Runtime, session: AsyncSession, auth: LifecycleToke
     installation.status_changed_at = now
     installation.deleted_at = now
     if installation.auth_token_encrypted:
-        installation.revoked_token_digest = token_digest(runtime.cipher.decrypt(installation.auth_token_encrypted))
+        revoked = token_digest(runtime.cipher.decrypt(installation.auth_token_encrypted))
+        installation.revoked_token_digests = [*(installation.revoked_token_digests or ()), revoked][-REVOKED_TOKENS_KEPT:]
     installation.auth_token_encrypted = None
     retention = runtime.settings.lifecycle.retention_days
     if retention:

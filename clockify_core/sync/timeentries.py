@@ -32,7 +32,7 @@ from typing import Any, Literal
 import structlog
 from sqlalchemy import select
 
-from clockify_core.client import ClockifyApiError, is_last_page
+from clockify_core.client import ClockifyApiError, is_last_page, items_key_of
 from clockify_core.config import SyncConfig
 from clockify_core.mirror.mapping import parse_time
 from clockify_core.mirror.models import TimeEntry, User
@@ -221,14 +221,15 @@ class TimeEntryPuller:
             body, response = await self.fetcher.call(
                 "POST", path, api="reports", json={**base, "detailedFilter": {"page": page, "pageSize": size}}
             )
-            if not isinstance(body, dict) or not isinstance(body.get("timeEntries"), list):
+            key = items_key_of(body)
+            if key is None:
                 raise UnexpectedBody(f"Clockify answered the detailed report (page {page}) without timeEntries",
                                      status_code=response.status_code, method="POST", url=path)
-            rows = dig(body, ("timeEntries",))
+            rows = dig(body, (key,))
             count, last = len(rows), is_last_page(response, len(rows), size)
             self.progress.page(count)
             sink.take([report_entry(row, self.workspace_id) for row in rows])
-            body.pop("timeEntries", None)  # only the totals are read later; free the page first
+            body.pop(key, None)  # only the totals are read later; free the page first
             del rows, response
             await sink.ready()
             return count, last, body

@@ -170,11 +170,11 @@ async def delete_source(source_id: str, user: AdminDep, session: SessionDep) -> 
 def _event_type(header: str | None, data: object) -> str:
     """The X-Event-Type header; else the Standard Webhooks payload's ``type``; else CUSTOM."""
     if header is not None:
-        if not _EVENT_TYPE.match(header.strip()):
+        if not _EVENT_TYPE.fullmatch(header.strip()):
             raise MalformedBody("X-Event-Type must be 1-64 letters, digits, dots, dashes or colons")
         return header.strip()
     declared = data.get("type") if isinstance(data, dict) else None
-    return declared if isinstance(declared, str) and _EVENT_TYPE.match(declared) else DEFAULT_EVENT_TYPE
+    return declared if isinstance(declared, str) and _EVENT_TYPE.fullmatch(declared) else DEFAULT_EVENT_TYPE
 
 
 receive = APIRouter(prefix="/webhooks/custom", tags=["custom webhooks"])

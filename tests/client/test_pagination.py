@@ -135,6 +135,7 @@ class DetailedReport:
         self.filter_key = filter_key
         self.bodies: list[dict[str, Any]] = []
         self.fail_first_with: int | None = None
+        self.items_key = "timeEntries"
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
@@ -145,7 +146,7 @@ class DetailedReport:
         paging = body[self.filter_key] if self.filter_key else body
         page, size = paging["page"], paging["pageSize"]
         chunk = self.entries[(page - 1) * size : page * size]
-        return httpx.Response(200, json={"totals": [{"totalTime": 1}], "timeEntries": chunk})
+        return httpx.Response(200, json={"totals": [{"totalTime": 1}], self.items_key: chunk})
 
 
 async def test_report_pages_in_the_body(make_client: Any) -> None:
@@ -161,6 +162,14 @@ async def test_report_pages_in_the_body(make_client: Any) -> None:
         "dateRangeStart": "2026-01-01T00:00:00Z",
         "detailedFilter": {"sortColumn": "DATE"},
     }
+
+
+async def test_report_pages_read_either_spelling_of_the_entries(make_client: Any) -> None:
+    # The spec says timeEntries; clients of the live reports API read timeentries.
+    report = DetailedReport([{"_id": str(i)} for i in range(3)])
+    report.items_key = "timeentries"
+    pages = await collect(api(make_client, report).report_pages("/v1/workspaces/ws1/reports/detailed", {}, 2))
+    assert [[e["_id"] for e in page] for page in pages] == [["0", "1"], ["2"]]
 
 
 async def test_report_pages_at_the_top_level_and_other_keys(make_client: Any) -> None:

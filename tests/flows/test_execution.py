@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 import universal_webhook.app
 import universal_webhook.settings
@@ -454,3 +455,52 @@ async def test_a_secret_echoed_back_is_masked_in_the_run_state_results_and_api(
     ]
     assert all(secret not in text for text in shown)
     assert '"authorization":"********"' in shown[1]
+
+
+async def test_on_sqlite_a_run_taken_between_select_and_update_is_not_claimed_twice(
+    simulator: InProcessSimulator, sqlite_url: str, loopback: LoopbackServer
+) -> None:
+    """SQLite's SELECT takes no lock: a worker must not claim a run another worker claimed
+    after that SELECT. Another process's claim is played by a second connection that
+    commits right after this worker's candidate SELECT."""
+    async with installed_addon(
+        simulator, universal_webhook.app.create_app, universal_webhook.settings.Settings, db_url=sqlite_url,
+        flows={**FAST_FLOWS, "http_allowlist": [f"127.0.0.1:{loopback.port}"]},
+    ) as addon:
+        await addon.process()
+        flow = await create_flow(addon, {"name": "once", "trigger": {"events": ["NEW_TIME_ENTRY"]}, "actions": [
+            {"type": "http_request", "url": f"{loopback.base}/hook"},
+        ]})
+        await new_entry(simulator)
+        for _ in range(50):  # match, but do not execute
+            await addon.process()
+            if await runs_of(addon, flow["id"]):
+                break
+        [run] = await runs_of(addon, flow["id"])
+        path = sqlite_url.split("///", 1)[1]
+        taken: list[int] = []
+
+        def other_worker_claims(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if not taken and statement.lstrip().startswith("SELECT flow_runs.id"):
+                with sqlite3.connect(path) as other:
+                    other.execute(
+                        "UPDATE flow_runs SET status = 'RUNNING', locked_by = 'other', "
+                        "locked_until = '2999-01-01 00:00:00.000000', attempts = attempts + 1 WHERE id = ?",
+                        (run.id,),
+                    )
+                taken.append(run.id)
+
+        engine = addon.runtime.engine.sync_engine
+        event.listen(engine, "after_cursor_execute", other_worker_claims)
+        try:
+            async with addon.runtime.sessions.begin() as session:
+                claimed = await claim(session, worker_id="this-worker", limit=10, lease_seconds=300, max_attempts=3,
+                                      failure_threshold=5)
+        finally:
+            event.remove(engine, "after_cursor_execute", other_worker_claims)
+        assert taken == [run.id]
+        assert claimed == []
+        async with addon.runtime.sessions() as s:
+            stored = await s.get(FlowRun, run.id)
+        assert stored is not None
+        assert (stored.locked_by, stored.attempts) == ("other", 1)

@@ -197,13 +197,27 @@ async def test_uninstall_drops_registrations_and_everything_of_the_workspace(
             assert stored is not None
             assert (stored.status, stored.auth_token_encrypted) == ("DELETED", None)
 
-        # A genuine reinstall brings a new token and is welcome.
-        again = await simulator.install(ADDON_URL)
-        assert again.token != installed.payload["authToken"]
+        # A genuine reinstall brings a new token and is welcome; so is the one after it.
+        for _ in range(2):
+            await simulator.sim.marketplace.uninstall((await simulator.install(ADDON_URL)).addon_id)
+        third = await simulator.install(ADDON_URL)
         async with addon.runtime.sessions() as s:
             stored = await s.get(Installation, addon.workspace_id)
             assert stored is not None
-            assert stored.status == "ACTIVE"
+            assert (stored.status, stored.addon_id) == ("ACTIVE", third.addon_id)
+            assert stored.revoked_token_digests is not None
+            assert len(stored.revoked_token_digests) == 3
+        # The first installation's INSTALLED, three installs on, is still a replay.
+        r = await addon.client.post(
+            "/lifecycle/installed", json=installed.payload, headers={"X-Addon-Lifecycle-Token": old}
+        )
+        assert r.status_code == 401, r.text
+        async with addon.runtime.sessions() as s:
+            stored = await s.get(Installation, addon.workspace_id)
+            assert stored is not None
+            assert (stored.status, stored.addon_id) == ("ACTIVE", third.addon_id)
+            assert stored.auth_token_encrypted is not None
+            assert addon.runtime.cipher.decrypt(stored.auth_token_encrypted) == third.token
 
 
 async def test_refused_registrations_are_recorded_and_reported(

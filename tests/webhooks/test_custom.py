@@ -361,6 +361,7 @@ async def test_only_admins_manage_sources_and_a_deleted_source_stops(uw: AddonHa
         pytest.param(b'{"type": "invoice.paid", "data": {}}', None, "invoice.paid", id="payload-type"),
         pytest.param(b'{"type": "invoice.paid"}', "order.paid", "order.paid", id="header-wins"),
         pytest.param(b'{"type": "not a type!"}', None, "CUSTOM", id="odd-type"),
+        pytest.param(b'{"type": "order.created\\n"}', None, "CUSTOM", id="trailing-newline"),
         pytest.param(b"[1, 2]", None, "CUSTOM", id="not-an-object"),
     ],
 )
