@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, Table, delete, select, tuple_, update
+from sqlalchemy import ColumnElement, Table, delete, exists, select, tuple_, update
 
 from clockify_core.db.base import utcnow
 from clockify_core.db.models import metadata
@@ -84,8 +84,14 @@ def _older(days: int, now: datetime) -> datetime | None:
     return now - timedelta(days=days) if days > 0 else None
 
 
-def _workspace_rows(table: Table, workspace_id: str) -> Condition:
-    return lambda: table.c.workspace_id == workspace_id
+def _workspace_rows(table: Table, workspace_id: str, now: datetime) -> Condition:
+    # Every batch re-checks that the workspace is still uninstalled and due: a reinstall
+    # that commits in the middle of a purge keeps what it has written since.
+    i = _table(Installation)
+    still_due = exists().where(
+        i.c.workspace_id == workspace_id, i.c.status == InstallationStatus.DELETED, i.c.purge_after <= now
+    )
+    return lambda: (table.c.workspace_id == workspace_id) & still_due
 
 
 async def purge_expired_workspaces(
@@ -106,17 +112,36 @@ async def purge_expired_workspaces(
         ).scalars().all()
     removed = 0
     for workspace_id in due:
-        for table in reversed(metadata.sorted_tables):
-            if "workspace_id" in table.c and table.name not in _KEEP_ON_PURGE:
-                count, done = await delete_in_batches(runtime, table, _workspace_rows(table, workspace_id), halt=halt)
-                removed += count
-                if not done:
-                    log.info("retention.purge_interrupted", workspace_id=workspace_id, table=table.name)
-                    return removed, False
-        async with runtime.sessions.begin() as session:
-            await session.execute(
-                update(Installation).where(Installation.workspace_id == workspace_id).values(purge_after=None)
-            )
+        count, done = await purge_workspace(runtime, workspace_id, now, halt=halt)
+        removed += count
+        if not done:
+            return removed, False
+    return removed, True
+
+
+async def purge_workspace(
+    runtime: Runtime, workspace_id: str, now: datetime, *, halt: asyncio.Event | None = None
+) -> tuple[int, bool]:
+    """Delete the data of one workspace found due for purging at ``now``, table by table.
+
+    Each batch deletes only while the workspace is still uninstalled and due, so a
+    reinstall committed after the workspace was found due loses nothing.
+    """
+    removed = 0
+    for table in reversed(metadata.sorted_tables):
+        if "workspace_id" in table.c and table.name not in _KEEP_ON_PURGE:
+            count, done = await delete_in_batches(runtime, table, _workspace_rows(table, workspace_id, now), halt=halt)
+            removed += count
+            if not done:
+                log.info("retention.purge_interrupted", workspace_id=workspace_id, table=table.name)
+                return removed, False
+    async with runtime.sessions.begin() as session:
+        result = await session.execute(
+            update(Installation)
+            .where(Installation.workspace_id == workspace_id, Installation.status == InstallationStatus.DELETED)
+            .values(purge_after=None)
+        )
+    if getattr(result, "rowcount", 0):
         log.info("retention.workspace_purged", workspace_id=workspace_id)
     return removed, True
 

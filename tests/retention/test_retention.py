@@ -25,6 +25,7 @@ from clockify_core.observability.metrics import Metrics
 from clockify_core.retention.service import (
     RETENTION_LEASE,
     ROUND_MARKER,
+    purge_workspace,
     retention_loop,
     retention_pass,
     run_retention,
@@ -203,6 +204,27 @@ async def test_interrupted_purge_resumes_on_the_next_pass(runtime: Runtime) -> N
         gone = await s.get(Installation, "gone", populate_existing=True)
         assert gone is not None
         assert gone.purge_after is None
+
+
+async def test_a_reinstall_after_the_workspace_was_found_due_loses_nothing(runtime: Runtime) -> None:
+    now = utcnow()
+    async with runtime.sessions.begin() as s:
+        s.add(Installation(workspace_id="back", addon_id="a", status="DELETED", purge_after=now - timedelta(minutes=1)))
+        for n in range(25):
+            s.add(TimeEntry(workspace_id="back", id=f"te{n}", raw={}, written_by="sync"))
+    # A pass found "back" due; before its deletes run, Clockify installs the add-on again.
+    async with runtime.sessions.begin() as s:
+        back = await s.get(Installation, "back")
+        assert back is not None
+        back.status, back.purge_after = "ACTIVE", None
+    with deletes(runtime) as sent:
+        assert await purge_workspace(runtime, "back", now) == (0, True)
+    assert sent  # it did try, table by table
+    assert await _count(runtime, TimeEntry, TimeEntry.workspace_id == "back") == 25
+    async with runtime.sessions() as s:
+        back = await s.get(Installation, "back", populate_existing=True)
+        assert back is not None
+        assert (back.status, back.purge_after) == ("ACTIVE", None)
 
 
 def _lease_settings(db_url: str) -> Settings:
