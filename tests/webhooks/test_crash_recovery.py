@@ -82,6 +82,7 @@ def _service(sim: ServedSimulator, db_url: str, port: int, log_path: Path, boots
         "CLOCKIFY_WORKER__LEASE_SECONDS": "2",  # a dead worker's claims come back soon
         "CLOCKIFY_WORKER__POLL_INTERVAL": "0.1",
         "CLOCKIFY_FLOWS__POLL_INTERVAL": "0.2",
+        "CLOCKIFY_FLOWS__LEASE_SECONDS": "3",  # so do its flow runs (120 s by default)
         "CLOCKIFY_MIRROR__REFETCH": "always",
         "LOG_FORMAT": "json",
     }
