@@ -16,13 +16,42 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from clockify_core.db import create_engine
+from clockify_core.db import create_engine, create_session_factory
 from clockify_core.security.crypto import TokenCipher
+from clockify_core.simulator.state import Simulator
 from clockify_core.simulator.testing import ServedSimulator
 from clockify_core.testing.processes import ServiceProcess, free_port
 from clockify_core.testing.proxy import TcpProxy
 
 ENCRYPTION_KEY = "chaos-tests-encryption-key-0123456789abcdef"
+
+
+def sim_state(sim: ServedSimulator) -> Simulator:
+    """The state of a simulator served in this process, to read the truth from."""
+    state: Simulator = sim.server.server.config.app.state.simulator
+    return state
+
+
+def compare_mirror(db_url: str, sim: ServedSimulator, workspace_id: str) -> dict[str, int]:
+    """Assert every typed mirror table equals the simulator's data; the row count per kind."""
+    from tests.sync.conftest import KEY_COLUMNS, assert_same, expected, mirrored
+
+    ws = sim_state(sim).workspace(workspace_id)
+
+    async def run() -> dict[str, int]:
+        engine = create_engine(db_url)
+        counts: dict[str, int] = {}
+        try:
+            async with create_session_factory(engine)() as s:
+                for kind in KEY_COLUMNS:
+                    mirror, truth = await mirrored(s, workspace_id, kind), expected(ws, kind)
+                    assert_same(kind, mirror, truth)
+                    counts[kind] = len(mirror)
+        finally:
+            await engine.dispose()
+        return counts
+
+    return asyncio.run(run())
 
 
 class ThreadedProxy:

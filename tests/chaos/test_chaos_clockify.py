@@ -14,7 +14,6 @@ none extra, same key columns) for time entries and every reference kind.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,13 +22,10 @@ from typing import Any
 import httpx
 import pytest
 
-from clockify_core.db import create_engine, create_session_factory
 from clockify_core.simulator.config import DataScale, SimulatorConfig
 from clockify_core.simulator.render import iso
-from clockify_core.simulator.state import Simulator
 from clockify_core.simulator.testing import ServedSimulator, small_config
-from tests.chaos.support import Db, report, service, wait_until
-from tests.sync.conftest import KEY_COLUMNS, assert_same, expected, mirrored
+from tests.chaos.support import Db, compare_mirror, report, service, sim_state, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(240)]
 
@@ -46,10 +42,6 @@ def simulator_config() -> SimulatorConfig:
                                         time_entries=1500, years=1.5, running_timers=2),
                         addon_webhook_cap=50)  # the service declares every webhook (WEBHOOK_CAP=50)
 
-
-def _state(sim: ServedSimulator) -> Simulator:
-    state: Simulator = sim.server.server.config.app.state.simulator
-    return state
 
 
 def _operator(client: httpx.Client, path: str, body: dict[str, Any] | None = None) -> int:
@@ -77,7 +69,7 @@ def _edit_in_clockify(sim: ServedSimulator, workspace_id: str) -> None:
     The storm hits the owner's calls too, so they are retried until they get through."""
     info = sim.info()
     [ws] = [w for w in info["workspaces"] if w["id"] == workspace_id]
-    state = _state(sim).workspace(workspace_id)
+    state = sim_state(sim).workspace(workspace_id)
     rows = list(state.entries.by_start.rows)
     recent = [state.entries.id_of(r) for r in rows[-40:]]
     with httpx.Client(base_url=sim.base_url + f"/api/v1/workspaces/{workspace_id}", timeout=10, trust_env=False,
@@ -109,30 +101,11 @@ def _edit_in_clockify(sim: ServedSimulator, workspace_id: str) -> None:
                                              "description": "new during the storm"}).raise_for_status()
 
 
-def _compare(db_url: str, sim: ServedSimulator, workspace_id: str) -> dict[str, int]:
-    ws = _state(sim).workspace(workspace_id)
-
-    async def run() -> dict[str, int]:
-        engine = create_engine(db_url)
-        counts: dict[str, int] = {}
-        try:
-            async with create_session_factory(engine)() as s:
-                for kind in KEY_COLUMNS:
-                    mirror, truth = await mirrored(s, workspace_id, kind), expected(ws, kind)
-                    assert_same(kind, mirror, truth)
-                    counts[kind] = len(mirror)
-        finally:
-            await engine.dispose()
-        return counts
-
-    return asyncio.run(run())
-
-
 def test_sync_completes_through_5xx_429_and_dropped_connections(
     simulator_server: ServedSimulator, pg_url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     sim, db = simulator_server, Db(pg_url)
-    state = _state(sim)
+    state = sim_state(sim)
     [workspace] = state.workspaces.values()
     starts = [workspace.entries.start[r] for r in workspace.entries.by_start.rows]
     first, last = datetime.fromtimestamp(min(starts), UTC), datetime.fromtimestamp(max(starts), UTC)
@@ -200,7 +173,7 @@ def test_sync_completes_through_5xx_429_and_dropped_connections(
         # Nothing came by webhook: the mirror is the pulls' work alone.
         assert sim.control.get("/__sim/deliveries", params={"addonId": addon_id}).json()["deliveries"] == []
 
-        counts = _compare(pg_url, sim, workspace_id)
+        counts = compare_mirror(pg_url, sim, workspace_id)
         # Primary keys rule out duplicate rows; no gap: every live entry of the simulator is
         # mirrored, the deleted one is gone, the edit and the new entry arrived.
         live = db.rows("SELECT id, description FROM time_entries WHERE workspace_id = :w AND deleted_at IS NULL",

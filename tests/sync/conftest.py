@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from clockify_core.jobs.models import Job
 from clockify_core.mirror.mapping import row_values
 from clockify_core.mirror.models import Client, Project, Tag, Task, TimeEntry, User
 from clockify_core.simulator import render
@@ -22,9 +23,24 @@ from clockify_core.simulator.config import DataScale, SimulatorConfig
 from clockify_core.simulator.entries import RUNNING
 from clockify_core.simulator.model import Workspace
 from clockify_core.simulator.testing import InProcessSimulator, small_config
+from clockify_core.testing.addon import AddonHarness
 
 # Bootstrap reaches back far enough for the simulator's whole (fixed-anchor) history.
 SYNC = {"bootstrap_days": 3650, "backfill_window": "year", "batch_rows": 250, "concurrency": 4}
+OPERATOR_KEY = "operator-key-for-tests-0123456789"
+
+
+async def run_operator_job(addon: AddonHarness, what: str, **body: object) -> Job:
+    """Ask the operator API for a ``sync`` or ``backfill``, work the queue, and return the job, DONE."""
+    r = await addon.client.post(f"/api/operator/workspaces/{addon.workspace_id}/{what}", json=body,
+                                headers={"X-API-Key": OPERATOR_KEY})
+    assert r.status_code == 202, r.text
+    await addon.process()
+    async with addon.runtime.sessions() as s:
+        job = await s.get(Job, r.json()["job_id"])
+    assert job is not None
+    assert job.status == "DONE", job.error
+    return job
 
 KEY_COLUMNS: dict[str, tuple[Any, tuple[str, ...]]] = {
     "time_entry": (TimeEntry, ("user_id", "project_id", "task_id", "description", "start_at", "end_at",

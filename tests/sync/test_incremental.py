@@ -18,9 +18,15 @@ from clockify_core.simulator.render import iso
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.sync.models import SyncState
 from clockify_core.testing.addon import ADDON_URL, AddonHarness, installed_addon
-from tests.sync.conftest import SYNC, assert_raw_match, assert_same, expected, mirrored
-
-OPERATOR_KEY = "operator-key-for-tests-0123456789"
+from tests.sync.conftest import (
+    OPERATOR_KEY,
+    SYNC,
+    assert_raw_match,
+    assert_same,
+    expected,
+    mirrored,
+    run_operator_job,
+)
 
 
 @pytest.fixture
@@ -36,18 +42,6 @@ async def addon(simulator: InProcessSimulator, pg_url: str) -> AsyncIterator[Add
 async def lose_webhooks(simulator: InProcessSimulator) -> None:
     """Clockify keeps sending, but nothing reaches the add-on (REFERENCE §9.1)."""
     await simulator.sim.mount(ADDON_URL, httpx.MockTransport(lambda request: httpx.Response(503)))
-
-
-async def run_sync(addon: AddonHarness, **body: object) -> Job:
-    r = await addon.client.post(f"/api/operator/workspaces/{addon.workspace_id}/sync", json=body,
-                                headers={"X-API-Key": OPERATOR_KEY})
-    assert r.status_code == 202, r.text
-    await addon.process()
-    async with addon.runtime.sessions() as s:
-        job = await s.get(Job, r.json()["job_id"])
-    assert job is not None
-    assert job.status == "DONE", job.error
-    return job
 
 
 async def test_sync_catches_edits_deletions_and_timers_without_webhooks(
@@ -79,7 +73,7 @@ async def test_sync_catches_edits_deletions_and_timers_without_webhooks(
     async with addon.runtime.sessions() as s:
         assert await mirrored(s, ws.id, "time_entry") != expected(ws, "time_entry")
 
-    job = await run_sync(addon, reference=True)
+    job = await run_operator_job(addon, "sync", reference=True)
 
     async with addon.runtime.sessions() as s:
         assert_same("time_entry", await mirrored(s, ws.id, "time_entry"), expected(ws, "time_entry"))
@@ -116,10 +110,10 @@ async def test_without_the_change_feed_deletions_in_the_window_are_caught(
         now = int(datetime.now(UTC).timestamp())
         user = list(ws.users)[2]
         row = ops.create_entry(ws, user, {"start": iso(now - 7200), "end": iso(now - 3600), "description": "x"})
-        await run_sync(addon)  # webhooks still on: the entry arrives and is read back
+        await run_operator_job(addon, "sync")  # webhooks still on: the entry arrives and is read back
         await lose_webhooks(simulator)
         ops.delete_entry(ws, row)
-        await run_sync(addon)
+        await run_operator_job(addon, "sync")
         async with addon.runtime.sessions() as s:
             found = await s.get(TimeEntry, (ws.id, store.id_of(row)))
             assert_same("time_entry", await mirrored(s, ws.id, "time_entry"), expected(ws, "time_entry"))
@@ -153,7 +147,7 @@ async def test_an_entry_created_with_an_old_date_is_caught(addon: AddonHarness, 
     """Created while webhooks were lost and dated a year back: only ``entities/created`` lists it."""
     ws = simulator.sim.workspace(addon.workspace_id)
     ops, store = simulator.sim.ops, ws.entries
-    await run_sync(addon)  # the watermark is now: the next window starts a day before it
+    await run_operator_job(addon, "sync")  # the watermark is now: the next window starts a day before it
     await lose_webhooks(simulator)
     now = int(datetime.now(UTC).timestamp())
     year_ago = now - 365 * 86_400
@@ -170,7 +164,7 @@ async def test_an_entry_created_with_an_old_date_is_caught(addon: AddonHarness, 
     ops.delete_entry(ws, old_delete)
     await addon.process()
 
-    job = await run_sync(addon)
+    job = await run_operator_job(addon, "sync")
 
     async with addon.runtime.sessions() as s:
         assert_same("time_entry", await mirrored(s, ws.id, "time_entry"), expected(ws, "time_entry"))

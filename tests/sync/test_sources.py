@@ -20,9 +20,16 @@ from clockify_core.mirror.models import TimeEntry, User
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.sync.timeentries import choose_source
 from clockify_core.testing.addon import AddonHarness, installed_addon
-from tests.sync.conftest import SYNC, assert_raw_match, assert_same, expected, mirrored, record
-
-OPERATOR_KEY = "operator-key-for-tests-0123456789"
+from tests.sync.conftest import (
+    OPERATOR_KEY,
+    SYNC,
+    assert_raw_match,
+    assert_same,
+    expected,
+    mirrored,
+    record,
+    run_operator_job,
+)
 
 
 def test_auto_reads_per_user_unless_requests_bind() -> None:
@@ -37,18 +44,6 @@ def test_auto_reads_per_user_unless_requests_bind() -> None:
     # The Free plan's 30 requests an hour bind always: the report needs the fewest.
     assert choose_source(config, users=2, count=300_000, free_plan=True) == "report"
     assert choose_source(SyncConfig(report_request_ratio=1000), users=500, count=3_000, free_plan=False) == "user"
-
-
-async def backfill(addon: AddonHarness) -> Job:
-    r = await addon.client.post(f"/api/operator/workspaces/{addon.workspace_id}/backfill",
-                                json={"since": "2020-01-01", "window": "year"}, headers={"X-API-Key": OPERATOR_KEY})
-    assert r.status_code == 202, r.text
-    await addon.process()
-    async with addon.runtime.sessions() as s:
-        job = await s.get(Job, r.json()["job_id"])
-    assert job is not None
-    assert job.status == "DONE", job.error
-    return job
 
 
 @pytest.mark.parametrize("plan", ["PRO", "FREE"])
@@ -69,7 +64,7 @@ async def test_auto_source_by_plan(plan: str, simulator: InProcessSimulator, pg_
             assert inst is not None
             inst.subscription_plan = plan
         recorder.requests.clear()
-        job = await backfill(addon)
+        job = await run_operator_job(addon, "backfill", since="2020-01-01", window="year")
         ws = simulator.sim.workspace(addon.workspace_id)
         async with addon.runtime.sessions() as s:
             assert_same("time_entry", await mirrored(s, ws.id, "time_entry"), expected(ws, "time_entry"))
@@ -104,7 +99,7 @@ async def test_a_per_user_pull_leaves_users_it_did_not_list_alone(simulator: InP
         theirs = {store.id_of(r) for r in store.by_start.rows if ws.user_ix.ids[store.user[r]] == stranger}
         async with addon.runtime.sessions.begin() as s:
             await s.execute(delete(User).where(User.workspace_id == ws.id, User.id == stranger))
-        await backfill(addon)
+        await run_operator_job(addon, "backfill", since="2020-01-01", window="year")
         async with addon.runtime.sessions() as s:
             assert_same("time_entry", await mirrored(s, ws.id, "time_entry"), expected(ws, "time_entry"))
             rows = (await s.execute(select(TimeEntry).where(TimeEntry.id.in_(theirs)))).scalars().all()

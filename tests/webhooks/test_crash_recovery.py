@@ -21,7 +21,6 @@ restarted on the same port while traffic goes on, and then:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import time
@@ -34,13 +33,11 @@ import httpx
 import pytest
 
 from clockify_core.catalog import EVENTS
-from clockify_core.db import create_engine, create_session_factory
 from clockify_core.simulator.config import DataScale, DeliverySettings, SimulatorConfig
 from clockify_core.simulator.state import Simulator
 from clockify_core.simulator.testing import ServedSimulator, small_config
 from clockify_core.testing.processes import ServiceProcess, free_port
-from tests.chaos.support import Db, wait_until
-from tests.sync.conftest import KEY_COLUMNS, assert_same, expected, mirrored
+from tests.chaos.support import Db, compare_mirror, sim_state, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(180)]
 log = logging.getLogger(__name__)
@@ -60,10 +57,6 @@ def simulator_config() -> SimulatorConfig:
         addon_webhook_cap=50,  # the service declares every webhook (WEBHOOK_CAP=50)
     )
 
-
-def _state(sim: ServedSimulator) -> Simulator:
-    state: Simulator = sim.server.server.config.app.state.simulator
-    return state
 
 
 def _service(sim: ServedSimulator, db_url: str, port: int, log_path: Path, bootstrap_days: int) -> ServiceProcess:
@@ -107,30 +100,11 @@ def _settled(db: Db) -> bool:
     return int(busy[0].busy) == 0
 
 
-def _compare_mirror(db_url: str, sim: ServedSimulator, workspace_id: str) -> dict[str, int]:
-    ws = _state(sim).workspace(workspace_id)
-
-    async def run() -> dict[str, int]:
-        engine = create_engine(db_url)
-        counts: dict[str, int] = {}
-        try:
-            async with create_session_factory(engine)() as s:
-                for kind in KEY_COLUMNS:
-                    mirror, truth = await mirrored(s, workspace_id, kind), expected(ws, kind)
-                    assert_same(kind, mirror, truth)
-                    counts[kind] = len(mirror)
-        finally:
-            await engine.dispose()
-        return counts
-
-    return asyncio.run(run())
-
-
 def test_kill_9_during_traffic_loses_nothing_and_applies_each_event_once(
     simulator_server: ServedSimulator, pg_url: str, tmp_path: Path
 ) -> None:
     sim, db, control = simulator_server, Db(pg_url), simulator_server.control
-    state = _state(sim)
+    state = sim_state(sim)
     [workspace] = state.workspaces.values()
     oldest = min(workspace.entries.start[r] for r in workspace.entries.by_start.rows)
     bootstrap_days = (datetime.now(UTC) - datetime.fromtimestamp(oldest, UTC)).days + 2  # the whole history
@@ -196,7 +170,7 @@ def test_kill_9_during_traffic_loses_nothing_and_applies_each_event_once(
         reclaimed = sum(1 for row in inbox if row.attempts > 1)
 
         try:
-            _compare_mirror(pg_url, sim, workspace_id)
+            compare_mirror(pg_url, sim, workspace_id)
             gap = "none"
         except AssertionError as exc:
             gap = str(exc).splitlines()[0][:200]
@@ -208,7 +182,7 @@ def test_kill_9_during_traffic_loses_nothing_and_applies_each_event_once(
         wait_until(lambda: db.rows("SELECT status FROM jobs WHERE id = :id", id=job_id)[0].status == "DONE",
                    timeout=60, what="the repair sync")
         wait_until(lambda: _settled(db), timeout=30, what="the repair to settle")
-        counts = _compare_mirror(pg_url, sim, workspace_id)
+        counts = compare_mirror(pg_url, sim, workspace_id)
     finally:
         assert second.stop(), second.tail_log()
     elapsed = time.monotonic() - started
