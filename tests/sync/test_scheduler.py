@@ -50,9 +50,15 @@ async def sync_jobs(runtime: Runtime) -> dict[str, int]:
     return {ws: int(n) for ws, n in rows}
 
 
+async def expire_lease(runtime: Runtime) -> None:
+    """The scheduler lease runs out on the database's clock (moved there rather than waited for)."""
+    async with runtime.sessions.begin() as s:
+        expired = await database_now(s) - timedelta(seconds=1)
+        await s.execute(update(SchedulerLease).where(SchedulerLease.name == scheduler.LEASE).values(expires_at=expired))
+
+
 async def test_two_instances_schedule_each_sync_once(simulator: InProcessSimulator, pg_url: str) -> None:
-    lease = 1.0  # seconds on the database's clock, which the test cannot move: a short lease
-    async with two_instances(simulator, pg_url, sync={**SYNC, "lease_seconds": lease}) as (addon, runtime_b):
+    async with two_instances(simulator, pg_url, sync={**SYNC, "lease_seconds": 30.0}) as (addon, runtime_b):
         runtime_a = addon.runtime
         assert runtime_a.instance_id != runtime_b.instance_id
         start = datetime.now(UTC)
@@ -68,7 +74,6 @@ async def test_two_instances_schedule_each_sync_once(simulator: InProcessSimulat
         counts = await sync_jobs(runtime_a)
         # Bootstrap set the first run 15 minutes out: 15, 30, 45 and 60 minutes.
         assert counts == dict.fromkeys(simulator.sim.workspaces, 4), counts
-        # Running the jobs between ticks can outlast the lease, so leadership may move; never shared.
 
         # The leader dies without releasing; the other takes over once the lease has run out.
         last = start + timedelta(minutes=60, seconds=1)
@@ -76,7 +81,7 @@ async def test_two_instances_schedule_each_sync_once(simulator: InProcessSimulat
         leader_rt, follower = (runtime_a, runtime_b) if leader is not None else (runtime_b, runtime_a)
         assert await scheduler.tick(leader_rt, now=last) == []  # renews; nothing due yet
         assert await scheduler.tick(follower, now=last + timedelta(seconds=10)) is None
-        await asyncio.sleep(lease + 0.2)
+        await expire_lease(follower)
         assert await scheduler.tick(follower, now=last + timedelta(seconds=11)) == []  # leads; nothing due yet
         async with follower.sessions() as s:
             held = await s.get(SchedulerLease, scheduler.LEASE)
@@ -93,7 +98,7 @@ async def test_skewed_instance_clocks_never_share_the_lease(db_url: str) -> None
     """Expiry is judged on the database's clock: an instance an hour ahead cannot steal a
     live lease, and one an hour behind cannot keep a lease that has run out."""
     settings = clockify_addon.settings.Settings(database={"url": db_url, "run_migrations": False},
-                                                sync={"lease_seconds": 1.0})
+                                                sync={"lease_seconds": 30.0})
     async with (open_runtime(settings, PROFILE, Metrics()) as a, open_runtime(settings, PROFILE, Metrics()) as b):
         real = datetime.now(UTC)
         assert await scheduler.tick(a, now=real) == []
@@ -105,9 +110,9 @@ async def test_skewed_instance_clocks_never_share_the_lease(db_url: str) -> None
             db_now = await database_now(s)
         assert lease is not None
         assert lease.holder == a.instance_id
-        # Stamped on the database's clock, not on the skewed "now" a passed in.
-        assert timedelta(0) < lease.expires_at - db_now <= timedelta(seconds=1)
-        await asyncio.sleep(1.2)
+        # Stamped on the database's clock: on a's skewed "now" it would have expired an hour ago.
+        assert timedelta(0) < lease.expires_at - db_now <= timedelta(seconds=30)
+        await expire_lease(a)
         # a's clock is an hour behind and still thinks it leads; the database says the lease ran out.
         assert await scheduler.tick(b, now=real - timedelta(hours=1)) == []
         assert await scheduler.tick(a, now=real - timedelta(hours=1)) is None
