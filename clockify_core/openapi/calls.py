@@ -11,7 +11,8 @@ against its parameter's schema (type, enum, bounds, pattern, and the cheap forma
 (text: ``"5"`` is an integer, ``"true"`` a boolean, ``"a,b"`` an array), and a JSON body
 against the operation's ``requestBody`` schema. The spec is OpenAPI 3.0, so schemas are
 translated to JSON Schema draft 4 first: ``$ref`` resolved within the spec, ``nullable``
-honoured. The spec marks nothing nullable although Clockify sends and takes ``null`` for
+honoured, and the spec's enums generated as an object with a single string ``oneOf`` read
+as that string enum. The spec marks nothing nullable although Clockify sends and takes ``null`` for
 optional fields, so ``null`` passes for a property that is not ``required``.
 """
 
@@ -113,6 +114,12 @@ def json_schema(node: Any) -> Any:
     """An OpenAPI 3.0 Schema Object as JSON Schema draft 4 (see the module docstring)."""
     if not isinstance(node, Mapping):
         return node
+    one_of = node.get("oneOf")
+    if node.get("type") == "object" and isinstance(one_of, list) and len(one_of) == 1 \
+            and isinstance(one_of[0], Mapping) and one_of[0].get("type") == "string":
+        # The spec's enums (TaxType, TaskStatus, ...) come as an object whose one alternative
+        # is the string enum; Clockify sends and takes the string (docs/simulator.md).
+        return json_schema({**one_of[0], **({"nullable": True} if node.get("nullable") is True else {})})
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key == "$ref" and isinstance(value, str):

@@ -15,6 +15,7 @@ from clockify_core.errors import ValidationFailed
 from clockify_core.explorer.models import ApiCall
 from clockify_core.openapi import OpenApiIndex
 from clockify_core.openapi.calls import prepare_call
+from clockify_core.openapi.index import bundled_index
 from clockify_core.simulator.config import FaultSettings
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.testing.addon import AddonHarness, installed_addon
@@ -270,3 +271,22 @@ def test_path_values_refs_and_nullable_follow_the_schema() -> None:
     assert "date" in found["body.when"]
     assert "required" in found["body.label"]
     assert problems({"kind": "A", "n": "x"}, good) == {"pathParams.n": "'x' is not of type 'integer'"}
+
+
+def test_the_specs_object_wrapped_enums_are_checked_as_the_strings_clockify_takes() -> None:
+    """TaxType (like TaskStatus) is generated as ``type: object`` with one string ``oneOf``."""
+    operation = bundled_index().by_operation_id("updateInvoice")
+    assert operation is not None
+    required = {"currency": "USD", "discountPercent": 0, "dueDate": "2025-02-28T00:00:00Z",
+                "issuedDate": "2025-01-31T00:00:00Z", "number": "7", "tax2Percent": 0, "taxPercent": 0}
+
+    def problems(body: Any) -> dict[str, str]:
+        try:
+            prepare_call(operation, workspace_id="w", path_params={"invoiceId": "i1"}, body=body)
+        except ValidationFailed as exc:
+            return {e["location"]: e["message"] for e in exc.extensions["errors"]}
+        return {}
+
+    assert problems({**required, "taxType": "SIMPLE"}) == {}
+    assert set(problems({**required, "taxType": "FLAT"})) == {"body.taxType"}
+    assert set(problems({**required, "taxType": {"SIMPLE": "SIMPLE"}})) == {"body.taxType"}
