@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import structlog
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from clockify_core.config import LoggingConfig
 from clockify_core.errors import PayloadTooLarge, RateLimited, TokenInvalid, install_error_handlers
-from clockify_core.observability.logging import configure_logging
 from clockify_core.observability.metrics import Metrics
 from clockify_core.observability.middleware import RequestContextMiddleware
+from clockify_core.testing.logs import captured_logs
 
 
 class Thing(BaseModel):
@@ -103,16 +100,8 @@ async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient) 
 @pytest.fixture
 def log_lines() -> Iterator[io.StringIO]:
     """JSON log lines of the test, written to a buffer; the previous logging set-up is restored."""
-    root = logging.getLogger()
-    handlers, level, config = root.handlers[:], root.level, structlog.get_config()
-    stream = io.StringIO()
-    configure_logging(LoggingConfig(format="json"), stream=stream)
-    try:
+    with captured_logs() as stream:
         yield stream
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        structlog.configure(**config)
 
 
 async def test_unexpected_exception_is_a_logged_500_without_internals(

@@ -11,6 +11,7 @@ import structlog
 from clockify_core.config import LoggingConfig
 from clockify_core.observability.logging import REDACTED, configure_logging
 from clockify_core.security.signing import KeyPair, TokenSigner
+from clockify_core.testing.logs import captured_logs
 
 SECRET = "s3cr3t-value-that-must-not-leak"
 
@@ -63,17 +64,15 @@ def test_bound_request_id_appears_in_lines() -> None:
 
 
 def test_console_tracebacks_do_not_print_local_variables() -> None:
-    stream = io.StringIO()
-    configure_logging(LoggingConfig(format="console"), stream=stream)
-
     def fail(api_secret_value: str) -> None:
         raise RuntimeError("boom")
 
     value = "-".join(["hunter2", "the", "local", "value"])  # the joined text is in no source line
-    try:
-        fail(value)
-    except RuntimeError:
-        structlog.get_logger("t").exception("job.failed")
+    with captured_logs(LoggingConfig(format="console")) as stream:
+        try:
+            fail(value)
+        except RuntimeError:
+            structlog.get_logger("t").exception("job.failed")
     output = stream.getvalue()
     assert "RuntimeError: boom" in output
     assert "in fail" in output  # the frame is there ...

@@ -22,9 +22,7 @@ operator key. User tokens (JWTs) are hunted by shape.
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 import re
 import time
 from contextlib import AsyncExitStack
@@ -34,15 +32,14 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import structlog
 from sqlalchemy import select
 
 from clockify_core.config import LoggingConfig
 from clockify_core.lifecycle.models import Installation, WebhookSubscription
-from clockify_core.observability.logging import configure_logging
 from clockify_core.security.crypto import TokenCipher
 from clockify_core.security.hmac import signed_headers
 from clockify_core.simulator.testing import in_process_simulator
+from clockify_core.testing.logs import captured_logs
 from tests.security.support import (
     ENCRYPTION_KEY,
     FLOW_SECRET,
@@ -211,11 +208,7 @@ async def test_tokens_and_secrets_are_encrypted_at_rest(service_name: str, stack
 async def test_secrets_never_reach_the_logs(pg_url: str, recorder: Recorder) -> None:
     """A whole installation's life at DEBUG: nothing secret is written to the log."""
     name = "universal_webhook"  # every feature: custom sources and HTTP actions too
-    buffer = io.StringIO()
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
-    configure_logging(LoggingConfig(level="DEBUG", format="json"), stream=buffer)
-    try:
+    with captured_logs(LoggingConfig(level="DEBUG", format="json")) as buffer:
         async with AsyncExitStack() as exits:
             sim = await exits.enter_async_context(in_process_simulator(tiny_config()))
             service = await build_service(exits, sim, name, pg_url, recorder, logging={"access_log": "all"})
@@ -234,9 +227,6 @@ async def test_secrets_never_reach_the_logs(pg_url: str, recorder: Recorder) -> 
             secrets = world.secrets()  # before the uninstall forgets the registered webhooks
             await sim.sim.marketplace.uninstall(tenant.addon_id)
             await service.settle()
-    finally:
-        structlog.reset_defaults()
-        root.handlers, root.level = saved
     lines = [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
     events: set[Any] = {line.get("event") for line in lines}
     # The log really covered the life: requests, webhooks, flows, lifecycle.

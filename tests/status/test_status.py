@@ -8,20 +8,18 @@ secret-named parameter.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import structlog
 
 import clockify_addon.app
 import clockify_addon.settings
-from clockify_core.config import LoggingConfig
-from clockify_core.observability.logging import REDACTED, configure_logging
+from clockify_core.observability.logging import REDACTED
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.testing.addon import AddonHarness, installed_addon
+from clockify_core.testing.logs import captured_logs
 from clockify_core.webhooks.models import InboxEvent
 
 OTHER_WS = "64f0c0ffee00000000000b0b"
@@ -130,17 +128,13 @@ async def test_last_event_per_type_counts_only_the_workspace(addon: AddonHarness
 
 
 async def test_the_access_log_masks_the_query_token(addon: AddonHarness) -> None:
-    stream = io.StringIO()
-    configure_logging(LoggingConfig(format="json"), stream=stream)
-    try:
+    with captured_logs() as stream:
         token = addon.user_token()
         plain = "plain-secret-value-42"
         ok = await addon.client.get(f"/api/status?auth_token={token}&api_key={plain}&view=compact")
         refused = await addon.client.get(
             "/api/status", params={"auth_token": addon.user_token(ttl_seconds=-60)}
         )
-    finally:
-        structlog.reset_defaults()
     assert (ok.status_code, refused.status_code) == (200, 401)
     out = stream.getvalue()
     for secret in (token, token.split(".")[1], plain):
