@@ -1,5 +1,8 @@
 """ASGI entry point: ``uvicorn api_studio.main:app`` (and the same object under gunicorn)."""
 
 from api_studio.app import create_app
+from api_studio.settings import Settings
+from clockify_core.startup import load_settings
 
-app = create_app(server_process=True)
+# Invalid settings end the process here with one or two lines naming the variable (exit code 2).
+app = create_app(load_settings(Settings), server_process=True)

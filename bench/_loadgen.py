@@ -6,7 +6,9 @@
 ``spec.json``: ``{"path": "/webhooks/x", "headers": [["name", "value"], ...], "body": "...{n}...",
 "prefix": "run1-", "start": 0, "cycle": null}``. Every ``{n}`` in the body is replaced by
 ``prefix + counter``, so each request carries a distinct body; ``cycle`` makes the counter
-wrap (``start + i % cycle``) to replay bodies already sent (the duplicate path).
+wrap (``start + i % cycle``) to replay bodies already sent (the duplicate path). With
+``"hex": true`` the value is 24 hex characters instead (CRC-32 of the prefix, then the
+counter), the shape of a Clockify id, which the receiver requires of entity ids.
 
 * closed: ``connections`` keep-alive connections, each sends its next request when the
   previous answer arrives; the figure is requests per second.
@@ -27,6 +29,7 @@ import math
 import resource
 import sys
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -93,6 +96,8 @@ class Client:
         self.prefix = str(spec.get("prefix", ""))
         self.start = int(spec.get("start", 0))
         self.cycle = spec.get("cycle")
+        self.hex = bool(spec.get("hex"))
+        self.tag = f"{zlib.crc32(self.prefix.encode()):08x}"
         self.counter = 0
 
     def next_request(self) -> bytes:
@@ -100,7 +105,8 @@ class Client:
         self.counter += 1
         if self.cycle:
             i %= int(self.cycle)
-        body = f"{self.prefix}{self.start + i}".encode().join(self.parts)
+        value = f"{self.tag}{self.start + i:016x}" if self.hex else f"{self.prefix}{self.start + i}"
+        body = value.encode().join(self.parts)
         return b"".join((self.head, str(len(body)).encode(), b"\r\n\r\n", body))
 
     async def connect(self) -> Connection:

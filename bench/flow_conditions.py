@@ -129,7 +129,7 @@ async def bench(addon: AddonHarness, events: int) -> None:
     async with runtime.sessions() as session:
         installation = await session.get(Installation, addon.workspace_id)
         assert installation is not None
-        flows = [engine.compile(runtime, f) for f in (await session.execute(select(Flow))).scalars()]
+        flows = [await engine.compile(runtime, f) for f in (await session.execute(select(Flow))).scalars()]
     settings = settings_map(installation.settings)
     matched = 0
     best = float("inf")

@@ -230,6 +230,7 @@ class Runner:
             "path": path,
             "headers": [["clockify-signature", token], ["clockify-webhook-event-type", EVENT]],
             "body": template,
+            "hex": True,  # {n} is the entry's id, which must look like a Clockify id
         }
         self.run_no = 0
 

@@ -9,7 +9,7 @@ it). A token only opens its own workspace, and only while the add-on is installe
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Header
@@ -22,13 +22,18 @@ from clockify_core.lifecycle.repository import require_installation
 from clockify_core.runtime import Runtime
 from clockify_core.security.tokens import ClockifyClaims, TokenKind, extract_bearer
 
-ADMIN_ROLES = frozenset({"OWNER", "ADMIN"})
+# The claim's values are documented only by example (OWNER); Clockify's API names the admin
+# role WORKSPACE_ADMIN, so both spellings count (docs/clockify.md#roles).
+ADMIN_ROLES = frozenset({"OWNER", "ADMIN", "WORKSPACE_ADMIN"})
 
 
 @dataclass(frozen=True)
 class UserContext:
     claims: ClockifyClaims
     installation: Installation
+    # The verified user token itself: calls made for a member use it, so Clockify applies
+    # that user's permissions (docs/clockify.md). Never logged, never sent back.
+    token: str = field(repr=False, compare=False)
 
     @property
     def workspace_id(self) -> str:
@@ -54,7 +59,7 @@ async def verify_user_token(runtime: Runtime, session: AsyncSession, token: str)
     installation = await require_installation(session, claims.workspace_id)
     if installation.addon_id != claims.addon_id:
         raise WorkspaceMismatch("token belongs to another installation of this add-on")
-    return UserContext(claims=claims, installation=installation)
+    return UserContext(claims=claims, installation=installation, token=token)
 
 
 async def user_context(

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 from fastapi import APIRouter, FastAPI
 
+from clockify_core.apidocs import install_docs
 from clockify_core.config import ServiceSettings
 from clockify_core.errors import install_error_handlers
 from clockify_core.explorer.router import router as explorer_router
@@ -35,6 +36,7 @@ from clockify_core.observability.middleware import RequestContextMiddleware
 from clockify_core.operator.router import router as operator_router
 from clockify_core.retention.service import retention_loop
 from clockify_core.runtime import Runtime, open_runtime
+from clockify_core.startup import StartupError, database_lines, exit_process, failure_lines
 from clockify_core.status.router import router as status_router
 from clockify_core.sync import jobs as sync_jobs
 from clockify_core.sync.router import router as sync_router
@@ -97,7 +99,20 @@ def create_addon_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_runtime(settings, profile, metrics, clockify_transport=clockify_transport) as runtime:
+        async with AsyncExitStack() as stack:
+            try:
+                runtime = await stack.enter_async_context(
+                    open_runtime(settings, profile, metrics, clockify_transport=clockify_transport)
+                )
+            except Exception as exc:
+                # Database unreachable or missing, unreadable key...: one or two lines naming
+                # the variable (clockify_core/startup.py), not a traceback.
+                lines = failure_lines(exc, type(settings)) or await database_lines(exc, settings)
+                if lines is None:
+                    raise
+                if server_process:
+                    exit_process(lines)
+                raise StartupError("\n".join(lines)) from exc
             setup_runtime(runtime)
             app.state.runtime = runtime
             if settings.worker.enabled:
@@ -117,12 +132,13 @@ def create_addon_app(
         description=profile.description,
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served from installed files by install_docs below, not from a CDN
         redoc_url=None,
         # Metrics go to Prometheus (observability/metrics.py). FastAPI's native OpenTelemetry
         # hooks would otherwise look up the global providers (reading os.environ) on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    install_docs(app)
     app.state.settings = settings
     app.state.profile = profile
     app.state.metrics = metrics

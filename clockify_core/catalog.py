@@ -1,5 +1,5 @@
 """Clockify's vocabulary: the 50 webhook events, the 30 scopes, and what each event means
-for the mirror (REFERENCE.md §2, §3 and §8)."""
+for the mirror (docs/clockify.md#scopes, docs/clockify.md#events and docs/clockify.md#webhook-payloads)."""
 
 from __future__ import annotations
 

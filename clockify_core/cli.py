@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import typer
-import uvicorn
 
 from clockify_core.config import ServiceSettings
 from clockify_core.db import create_engine
 from clockify_core.db.migrate import current_revision, downgrade, head_revision, upgrade
+from clockify_core.reporting.cli import add_report_command
+from clockify_core.startup import (
+    exit_on_startup_failure,
+    fail,
+    load_settings,
+    port_in_use,
+    port_line,
+)
 from clockify_core.sync.cli import add_sync_commands
 from clockify_core.tiers import ServiceProfile
 
@@ -60,7 +67,11 @@ def build_cli(
     cli = typer.Typer(help=f"{profile.title}: {profile.description}", no_args_is_help=True, add_completion=False)
 
     def settings() -> ServiceSettings:
-        return settings_cls()
+        return load_settings(settings_cls)  # invalid settings: one or two lines, exit code 2
+
+    def run(work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        # Database unreachable or missing, unreadable key...: one or two lines, exit code 2.
+        exit_on_startup_failure(settings_cls, settings, lambda: asyncio.run(work()))
 
     @cli.command()
     def serve(
@@ -69,8 +80,15 @@ def build_cli(
         workers: int = typer.Option(1, help="Worker processes"),
         reload: bool = typer.Option(False, help="Reload on code changes (development)"),
     ) -> None:
-        """Serve the HTTP API (uvicorn)."""
-        uvicorn.run(app_path, host=host, port=port, workers=workers, reload=reload, log_config=None)
+        """Serve the HTTP API (uvicorn, with the SERVER__* limits of docs/DEPLOYMENT.md)."""
+        limits = settings().server  # refuse invalid settings before uvicorn starts
+        busy = port_in_use(host, port)
+        if busy:
+            fail([port_line("--port", host, port, busy)])
+        # uvicorn with the SERVER__* limits on headers, slow clients and keep-alive.
+        from clockify_core.server import serve as serve_http
+
+        serve_http(app_path, host=host, port=port, workers=workers, reload=reload, server=limits)
 
     @cli.command()
     def migrate(
@@ -79,7 +97,7 @@ def build_cli(
     ) -> None:
         """Apply (or roll back) the database migrations."""
 
-        async def run() -> None:
+        async def work() -> None:
             s = settings()
             engine = create_engine(s.database_url, s.database)
             try:
@@ -89,14 +107,16 @@ def build_cli(
             finally:
                 await engine.dispose()
 
-        asyncio.run(run())
+        run(work)
 
     @cli.command()
     def worker(once: bool = typer.Option(False, "--once", help="Process what is due now, then exit")) -> None:
         """Process the inbox and jobs without serving HTTP (scale workers apart from web processes)."""
-        asyncio.run(_run_worker(settings(), profile, once=once))
+        s = settings()
+        run(lambda: _run_worker(s, profile, once=once))
 
     add_sync_commands(cli, settings, profile)
+    add_report_command(cli, settings)
 
     @cli.command("rotate-secrets")
     def rotate_secrets_command() -> None:
@@ -105,7 +125,7 @@ def build_cli(
         from clockify_core.security.crypto import TokenCipher
         from clockify_core.security.rotation import rotate_secrets
 
-        async def run() -> None:
+        async def work() -> None:
             s = settings()
             engine = create_engine(s.database_url, s.database)
             try:
@@ -114,7 +134,7 @@ def build_cli(
                 await engine.dispose()
             typer.echo(" ".join(f"{table}={n}" for table, n in counts.items()))
 
-        asyncio.run(run())
+        run(work)
 
     @cli.command("show-config")
     def show_config() -> None:

@@ -63,6 +63,27 @@ def is_placeholder(secret: SecretStr | str | None) -> bool:
     return lowered in PLACEHOLDER_SECRETS or lowered.startswith(("change-me", "changeme", "dev-", "insecure"))
 
 
+# The documented strength of ENCRYPTION_KEY in production (docs/DEPLOYMENT.md): each
+# comma-separated key is a Fernet key or a random string of at least 32 characters.
+ENCRYPTION_KEY_MIN_LENGTH = 32
+ENCRYPTION_KEY_STRENGTH = (
+    f"expected at least {ENCRYPTION_KEY_MIN_LENGTH} random characters per key "
+    "(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+)
+
+
+def weak_encryption_keys(keys: SecretStr) -> str | None:
+    """What is too weak about ``ENCRYPTION_KEY`` (without revealing it), or None."""
+    # Empty entries (a trailing comma) are skipped, as the cipher skips them.
+    parts = [part.strip() for part in keys.get_secret_value().split(",") if part.strip()] or [""]
+    short = [n for n, part in enumerate(parts, 1) if len(part) < ENCRYPTION_KEY_MIN_LENGTH]
+    if not short:
+        return None
+    if len(parts) == 1:
+        return f"{len(parts[0])} characters"
+    return "key " + ", ".join(f"{n} of {len(parts[n - 1])} characters" for n in short)
+
+
 _QUERY_SECRET = re.compile(r"(?i)((?:^|&)(?:password|pass|pwd)=)[^&]*")
 
 
@@ -106,8 +127,29 @@ class _MaskedUrl(BaseModel):
         return None if value is None else mask_url_password(value)
 
 
+DB_URL_EXAMPLES = "sqlite+aiosqlite:///./data/x.db or postgresql+asyncpg://user:password@host:5432/db"
+_DB_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+
+
 class DatabaseConfig(_MaskedUrl):
     url: str | None = Field(None, description="SQLAlchemy async URL; default is a SQLite file in the data directory")
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _check_url(cls, value: Any) -> Any:
+        # Refused here, at start-up, rather than as a traceback when the engine is first built.
+        if not isinstance(value, str) or not value.strip():
+            return value
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            driver = make_url(value).drivername
+        except (ArgumentError, ValueError):
+            driver = None
+        if driver not in _DB_DRIVERS:
+            raise ValueError(f"expected a SQLAlchemy URL such as {DB_URL_EXAMPLES}")
+        return value
     echo: bool = False
     pool_size: int = Field(10, ge=1)
     max_overflow: int = Field(10, ge=0)
@@ -136,6 +178,11 @@ class RateLimitConfig(BaseModel):
     free_plan_per_hour: int = Field(30, ge=1, description="Budget of a Free-plan workspace per hour")
     redis_fallback: Literal["local", "deny"] = Field(
         "local", description="When Redis is configured but down: limit in-process, or refuse calls"
+    )
+    global_per_second: float = Field(
+        0.0, ge=0,
+        description="Requests per second to Clockify across every workspace, shared like the per-workspace "
+        "budget; 0 = no global cap",
     )
 
 
@@ -189,7 +236,9 @@ class ManifestConfig(BaseModel):
 class WebhookConfig(BaseModel):
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="Larger webhook bodies are refused with 413")
     dedup_window_seconds: float = Field(
-        3600.0, gt=0, description="An equal body redelivered within one to two windows is stored once"
+        300.0,
+        gt=0,
+        description="A body equal to its entity's latest event is a redelivery (stored once) if it comes within this long",
     )
     group_commit_max_batch: int = Field(
         200, ge=1, le=5000, description="Most webhook events written by one group-commit transaction"
@@ -197,6 +246,20 @@ class WebhookConfig(BaseModel):
     group_commit_flushers: int = Field(2, ge=1, le=16, description="Group-commit transactions in flight per process")
     subscription_cache_seconds: float = Field(
         5.0, ge=0, description="How long a token's webhook subscription is remembered (0 = look it up every time)"
+    )
+    # Defaults of every custom source's quota; a source may set its own (docs/custom-webhooks.md).
+    custom_requests_per_second: float = Field(
+        10.0, gt=0, le=10_000, description="Requests per second one custom source may send; 429 above"
+    )
+    custom_burst: int = Field(20, ge=1, le=100_000, description="Requests a custom source may send at once above its rate")
+    custom_bytes_per_minute: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Body bytes per minute one custom source may send; 429 above"
+    )
+    custom_max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest body of one custom webhook (at most MAX_BODY_BYTES); 413 above"
+    )
+    max_custom_sources_per_workspace: int = Field(
+        20, ge=1, le=1000, description="Custom webhook sources one workspace may create (each has its own quota); 409 above"
     )
 
 
@@ -217,14 +280,33 @@ class SyncConfig(BaseModel):
     """Bootstrap, incremental sync, backfill and the scheduler (docs/sync.md).
 
     Per-installation settings (``sync_enabled``, ``sync_interval_minutes``,
-    ``backfill_months``) override the defaults here for one workspace.
+    ``history_months``) override the defaults here for one workspace.
     """
 
     scheduler: bool = Field(True, description="Run the sync scheduler in this process (one leader across instances)")
-    interval_minutes: int = Field(15, ge=0, description="Incremental sync period when the workspace sets none; 0 = only daily times")
+    interval_minutes: int = Field(15, ge=0, le=10080, description="Incremental sync period when the workspace sets none; 0 = only daily times")
     daily_times: CsvList = Field(default_factory=list, description="Extra syncs at these UTC times, e.g. 02:30,14:00")
     overlap_hours: float = Field(24.0, ge=0, description="Incremental windows start this long before the watermark")
-    bootstrap_days: int = Field(90, ge=1, description="Days of time entries bootstrap pulls; backfill_months adds older ones")
+    bootstrap_days: int = Field(
+        90, ge=1, description="Days of time entries bootstrap pulls first; a backfill then fetches the older history"
+    )
+    history_backfill: bool = Field(
+        True, description="After bootstrap, backfill the whole time-entry history in the background "
+        "(the workspace's history_months setting caps it); false: only what bootstrap_days covers"
+    )
+    history_gap_months: int = Field(
+        24, ge=1, le=600,
+        description="The history backfill stops at the first gap of this many months without a time entry",
+    )
+    slice_seconds: float = Field(
+        30.0, ge=0,
+        description="A bootstrap or backfill goes back to the queue after this long, so other workspaces' jobs run "
+        "in between (0: after every window)",
+    )
+    slice_rows: int = Field(
+        0, ge=0, description="A bootstrap or backfill also goes back to the queue once a slice has written this many "
+        "rows (0: no row limit)"
+    )
     backfill_window: Literal["day", "week", "month", "year"] = Field("month", description="Default backfill window")
     time_entry_source: Literal["auto", "report", "user"] = Field(
         "auto", description="Detailed report, per-user time entries, or auto: per user unless requests bind (docs/sync.md)"
@@ -257,7 +339,7 @@ class SyncConfig(BaseModel):
     max_rate_wait_seconds: float = Field(300.0, gt=0, description="A longer rate-limit wait defers the job instead")
     park_after_failures: int = Field(5, ge=1, description="Consecutive failed runs before a workspace is parked")
     park_minutes: float = Field(60.0, gt=0, description="First parking period; doubles per repeat, at most a day")
-    free_plan_interval_minutes: int = Field(120, ge=1, description="Shortest sync period of a Free-plan workspace")
+    free_plan_interval_minutes: int = Field(120, ge=1, le=10080, description="Shortest sync period of a Free-plan workspace")
     free_plan_reference_minutes: int = Field(24 * 60, ge=1, description="Reference refresh period on the Free plan")
     tick_seconds: float = Field(30.0, gt=0, description="How often the scheduler leader looks for due workspaces")
     lease_seconds: float = Field(90.0, gt=0, description="A leader that stops renewing loses its lease after this")
@@ -306,6 +388,17 @@ class FlowsConfig(BaseModel):
     regex_max_length: int = Field(256, ge=1, le=4096, description="Longest `regex` pattern")
     regex_max_input: int = Field(10_000, ge=1, description="Characters of a value a `regex` condition looks at")
     regex_timeout: float = Field(0.05, gt=0, description="Seconds one regex match may take (ReDoS guard)")
+    max_flow_cost: int = Field(
+        2500, ge=1, description="Static cost a flow's conditions and `when`s may add up to when it is saved "
+        "(docs/flows.md, Evaluation budgets); over it the save is answered 422",
+    )
+    evaluation_budget: int = Field(
+        1_000_000, ge=1000, description="Steps (JSON nodes visited) one evaluation of a flow's conditions, or of "
+        "one action's `when` and templates, may take; over it the run fails",
+    )
+    evaluation_timeout: float = Field(
+        2.0, gt=0, le=60, description="Seconds one such evaluation may take (a backstop to the step budget)"
+    )
     counter_flush_seconds: float = Field(5.0, gt=0, description="How often evaluation counters are written to `flows`")
     housekeeping_seconds: float = Field(60.0, gt=0, description="How often expired loop marks are removed")
 
@@ -362,6 +455,41 @@ class WorkerConfig(BaseModel):
     backoff_base: float = Field(2.0, gt=0)
     backoff_max: float = Field(600.0, gt=0)
     lease_seconds: float = Field(120.0, gt=0, description="A claimed row returns to the queue after this")
+    workspace_concurrency: int = Field(
+        1, ge=1, le=64,
+        description="Jobs of one workspace running at once across all instances (the claim enforces it)",
+    )
+
+
+class ServerConfig(BaseModel):
+    """Limits on HTTP connections, applied by every start method (clockify_core/server.py,
+    docs/DEPLOYMENT.md): the service CLI's ``serve``, gunicorn with its config, the images."""
+
+    http: Literal["auto", "httptools", "h11"] = Field(
+        "auto",
+        description="HTTP parser, both with these limits: httptools (C, fast), h11 (pure Python); auto is "
+        "httptools when installed (uvicorn[standard] installs it), else h11",
+    )
+    max_header_bytes: int = Field(
+        32 * 1024, ge=4096, le=1024 * 1024,
+        description="Largest request line plus headers in bytes; 431 above (reading stops at the limit)",
+    )
+    max_headers: int = Field(100, ge=16, le=1000, description="Most header fields in one request; 431 above")
+    header_read_timeout: float = Field(
+        10.0, gt=0, le=300,
+        description="Seconds a client has to send the request line and headers (from connecting, or from the "
+        "first byte of a later request); 408 and closed after",
+    )
+    body_read_timeout: float = Field(
+        30.0, gt=0, le=3600, description="A request body that stops arriving for this many seconds closes the connection"
+    )
+    keepalive_seconds: int = Field(5, ge=1, le=300, description="An idle kept-alive connection is closed after this")
+    limit_concurrency: int | None = Field(
+        1000, ge=1, description="Connections plus requests in flight per process; above it requests get 503"
+    )
+    graceful_shutdown_seconds: int = Field(
+        20, ge=1, description="On shutdown, requests in flight get this long to finish"
+    )
 
 
 class ServiceSettings(BaseSettings):
@@ -394,6 +522,7 @@ class ServiceSettings(BaseSettings):
     flows: FlowsConfig = Field(default_factory=FlowsConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
 
     # Flat contract names (after the prefix) and the nested field they set.
     flat_aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {
@@ -444,6 +573,16 @@ class ServiceSettings(BaseSettings):
                 data = {**data, "signing": {**signing, "addon_key": cls.default_addon_key}}
         return data
 
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        # The manifest, lifecycle paths and webhook URLs are built on it: refused at start-up
+        # instead of a 500 from /manifest.
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("expected an absolute http(s) URL such as https://addon.example.com")
+        return value
+
     @property
     def database_url(self) -> str:
         if self.database.url:
@@ -457,6 +596,8 @@ class ServiceSettings(BaseSettings):
         problems = []
         if is_placeholder(self.security.encryption_key):
             problems.append("ENCRYPTION_KEY is a placeholder")
+        elif weak := weak_encryption_keys(self.security.encryption_key):
+            problems.append(f"ENCRYPTION_KEY has {weak}; {ENCRYPTION_KEY_STRENGTH}")
         if self.security.operator_api_key is not None and is_placeholder(self.security.operator_api_key):
             problems.append("OPERATOR_API_KEY is a placeholder")
         if not self.base_url.startswith("https://"):

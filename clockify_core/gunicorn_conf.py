@@ -22,10 +22,12 @@ from clockify_core.observability.metrics import (
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "uvicorn_worker.UvicornWorker"
+# uvicorn (httptools, or h11 with SERVER__HTTP=h11) with the service's SERVER__* limits
+# (header size and count, read timeouts, keep-alive): clockify_core/server.py.
+worker_class = "clockify_core.server.LimitedUvicornWorker"
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "20"))
 timeout = int(os.environ.get("WORKER_TIMEOUT", "60"))
-keepalive = 5
+keepalive = 5  # each worker uses SERVER__KEEPALIVE_SECONDS instead
 accesslog = None
 
 

@@ -27,7 +27,7 @@ from clockify_core.config import ServiceSettings
 from clockify_core.db import create_engine, create_session_factory
 from clockify_core.db.migrate import upgrade
 from clockify_core.observability.metrics import Metrics
-from clockify_core.ratelimit import RateLimiter, create_rate_limiter
+from clockify_core.ratelimit import RateLimiter, create_rate_limiter, global_limit
 from clockify_core.security.crypto import TokenCipher
 from clockify_core.security.keys import key_provider_from_config
 from clockify_core.security.tokens import TokenVerifier
@@ -122,7 +122,8 @@ async def open_runtime(
             stack.push_async_callback(redis_client.aclose)
         limiter = create_rate_limiter(settings.rate_limit, redis_client, settings.redis.key_prefix)
         stack.push_async_callback(limiter.aclose)
-        clockify = ClockifyClient(settings.http, limiter=limiter, metrics=metrics, transport=clockify_transport)
+        clockify = ClockifyClient(settings.http, limiter=limiter, metrics=metrics, transport=clockify_transport,
+                                  global_limit=global_limit(settings.rate_limit))
         stack.push_async_callback(clockify.aclose)
         jwks_http = None
         if settings.signing.jwks_url:

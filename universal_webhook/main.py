@@ -1,5 +1,8 @@
 """ASGI entry point: ``uvicorn universal_webhook.main:app`` (and the same object under gunicorn)."""
 
+from clockify_core.startup import load_settings
 from universal_webhook.app import create_app
+from universal_webhook.settings import Settings
 
-app = create_app(server_process=True)
+# Invalid settings end the process here with one or two lines naming the variable (exit code 2).
+app = create_app(load_settings(Settings), server_process=True)

@@ -5,7 +5,7 @@ every call reuses the same connection pool. For each call site it asks
 :meth:`ClockifyClient.for_workspace` for a :class:`WorkspaceApi`, which carries the
 installation token, the base URLs from the token claims and the rate-limit key.
 
-Base URLs are never hard-coded (REFERENCE §6); ``path`` is appended to the one the
+Base URLs are never hard-coded (docs/clockify.md#api-hosts); ``path`` is appended to the one the
 ``api`` argument picks:
 
 =========  ===============================  ================================================
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json as jsonlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import httpx
@@ -36,6 +36,7 @@ from clockify_core.client.pagination import paginate
 from clockify_core.client.transports import (
     EXT_API,
     EXT_ATTEMPTS,
+    EXT_BEFORE_SEND,
     EXT_IDEMPOTENT,
     EXT_RATE_LIMIT,
     EXT_RATE_LIMIT_KEY,
@@ -124,6 +125,7 @@ class ClockifyClient:
     ``limiter`` calls are not rate limited; without ``metrics`` nothing is recorded.
     ``sleep``, ``clock`` (epoch seconds) and ``rng`` are injectable for tests.
     ``rate_limit_max_wait`` turns a longer limiter wait into ``RateLimited``.
+    ``global_limit`` caps every workspace's calls together (``RATE_LIMIT__GLOBAL_PER_SECOND``).
     """
 
     def __init__(
@@ -139,6 +141,7 @@ class ClockifyClient:
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] | None = None,
         rate_limit_max_wait: float | None = None,
+        global_limit: Limit | None = None,
     ) -> None:
         self.config = config
         self.allowlist = (
@@ -154,6 +157,7 @@ class ClockifyClient:
             clock=clock,
             rng=rng,
             rate_limit_max_wait=rate_limit_max_wait,
+            global_limit=global_limit,
         )
         self.http = httpx.AsyncClient(
             transport=stack,
@@ -173,12 +177,14 @@ class ClockifyClient:
         pto_url: str | None = None,
         addon_key: str,
         rate_limit: Limit | None = None,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> WorkspaceApi:
         """A view of one workspace, calling with ``token`` as ``X-Addon-Token``.
 
         The URLs come from the token claims (``backendUrl``, ``reportsUrl``). They are
         checked against the allowlist here, so a bad claim fails before any call.
         ``rate_limit`` replaces the limiter's default for this workspace (Free plan).
+        ``before_send`` is awaited before every attempt of every call (``EXT_BEFORE_SEND``).
         """
         if not workspace_id:
             raise ValueError("workspace_id is required")
@@ -204,6 +210,7 @@ class ClockifyClient:
             base_urls=bases,
             rate_limit_key=limiter_key(addon_key, workspace_id),
             rate_limit=rate_limit,
+            before_send=before_send,
         )
 
     async def aclose(self) -> None:
@@ -229,11 +236,13 @@ class WorkspaceApi:
         base_urls: Mapping[ApiKind, str | None],
         rate_limit_key: str,
         rate_limit: Limit | None = None,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.workspace_id = workspace_id
         self.base_urls = dict(base_urls)
         self.rate_limit_key = rate_limit_key
         self.rate_limit = rate_limit
+        self.before_send = before_send
         self._http = http
         self._token = token
 
@@ -294,6 +303,8 @@ class WorkspaceApi:
             extensions[EXT_IDEMPOTENT] = idempotent
         if max_wait is not None:
             extensions[EXT_RATE_LIMIT_MAX_WAIT] = max_wait
+        if self.before_send is not None:
+            extensions[EXT_BEFORE_SEND] = self.before_send
         request = self._http.build_request(
             method.upper(),
             self.url_for(path, api),

@@ -1,4 +1,4 @@
-"""Page loops for Clockify list endpoints (REFERENCE §6 "Pagination").
+"""Page loops for Clockify list endpoints (docs/clockify.md#pagination).
 
 Pages are numbered from 1. A loop stops after a page when:
 

@@ -5,8 +5,9 @@ The client builds, from the outside in::
     AllowlistTransport      refuse hosts outside the allowlist before anything else
     └── RetryTransport      backoff with full jitter, Retry-After, idempotency rules
         └── RateLimitTransport   one token per attempt, waits when the bucket is empty
-            └── MetricsTransport     api_calls{status}, clockify_request_duration{api}
-                └── inner            httpx.AsyncHTTPTransport, or MockTransport/ASGI in tests
+            └── BeforeSendTransport  the caller's last word before each attempt goes out
+                └── MetricsTransport     api_calls{status}, clockify_request_duration{api}
+                    └── inner            httpx.AsyncHTTPTransport, or MockTransport/ASGI in tests
 
 Why retry sits *outside* the rate limiter (rule 12 lists "rate limit → retry"): every
 attempt, retries included, is a request Clockify counts against the 50/s budget, so
@@ -56,6 +57,10 @@ EXT_ATTEMPTS = "clockify.attempts"
 # Per-request cap on the limiter wait (0: only if a token is free now), overriding the client's.
 EXT_RATE_LIMIT_MAX_WAIT = "clockify.rate_limit_max_wait"
 """Set by :class:`RetryTransport` on the request: attempts made so far."""
+EXT_BEFORE_SEND = "clockify.before_send"
+"""An async callable awaited right before each attempt is sent (after any limiter wait and
+retry pause); what it raises ends the call unsent. Jobs use it to stop calling Clockify
+once an uninstall cancelled them (:meth:`~clockify_core.jobs.worker.JobContext.ensure_live`)."""
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({502, 503, 504})
@@ -77,6 +82,22 @@ _MAYBE_SENT: tuple[tuple[type[httpx.TransportError], str], ...] = (
 Clock = Callable[[], float]
 
 
+class BeforeSendTransport(httpx.AsyncBaseTransport):
+    """Awaits the request's ``EXT_BEFORE_SEND`` hook, if any, before passing it on."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        hook = request.extensions.get(EXT_BEFORE_SEND)
+        if hook is not None:
+            await hook()
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 class AllowlistTransport(httpx.AsyncBaseTransport):
     """Raises :class:`~clockify_core.errors.HostNotAllowed` for URLs outside ``allowlist``."""
 
@@ -92,6 +113,10 @@ class AllowlistTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+# The bucket of the global outbound cap; no workspace key (``addon:workspace``) is spelt so.
+GLOBAL_KEY = "*global*"
+
+
 def rate_limit_key_from_extensions(request: httpx.Request) -> str | None:
     key = request.extensions.get(EXT_RATE_LIMIT_KEY)
     return key if isinstance(key, str) and key else None
@@ -104,6 +129,10 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
     The bucket's limit is ``request.extensions[EXT_RATE_LIMIT]`` when set, else the
     limiter's default. With ``max_wait``, a wait longer than that raises
     :class:`~clockify_core.errors.RateLimited` instead of blocking the caller.
+
+    With ``global_limit`` (``RATE_LIMIT__GLOBAL_PER_SECOND``), a limited request also takes a
+    token from one bucket all workspaces share (:data:`GLOBAL_KEY`, in Redis when the
+    limiter is), after its workspace's: the deployment's outbound cap.
     """
 
     def __init__(
@@ -115,6 +144,7 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
         sleep: SleepFn | None = None,
         max_wait: float | None = None,
         metrics: Metrics | None = None,
+        global_limit: Limit | None = None,
     ) -> None:
         self._inner = inner
         self._limiter = limiter
@@ -122,19 +152,26 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
         self._sleep = sleep or asyncio.sleep
         self._max_wait = max_wait
         self._metrics = metrics
+        self._global_limit = global_limit
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         key = self._key_for(request)
         if key is not None:
             limit = request.extensions.get(EXT_RATE_LIMIT)
             max_wait = request.extensions.get(EXT_RATE_LIMIT_MAX_WAIT, self._max_wait)
+            cap = max_wait if isinstance(max_wait, int | float) else None
             waited = await acquire(
                 self._limiter,
                 key,
                 limit=limit if isinstance(limit, Limit) else None,
-                max_wait=max_wait if isinstance(max_wait, int | float) else None,
+                max_wait=cap,
                 sleep=self._sleep,
             )
+            if self._global_limit is not None:
+                waited += await acquire(
+                    self._limiter, GLOBAL_KEY, limit=self._global_limit,
+                    max_wait=None if cap is None else max(0.0, cap - waited), sleep=self._sleep,
+                )
             if self._metrics is not None:
                 self._metrics.rate_limit_wait.observe(waited)
         return await self._inner.handle_async_request(request)
@@ -409,14 +446,17 @@ def build_transport_stack(
     clock: Clock = time.time,
     rng: Callable[[], float] | None = None,
     rate_limit_max_wait: float | None = None,
+    global_limit: Limit | None = None,
 ) -> httpx.AsyncBaseTransport:
     """Wrap ``inner`` in the layers of the module doc, in that order."""
     transport: httpx.AsyncBaseTransport = inner
     if metrics is not None:
         transport = MetricsTransport(transport, metrics)
+    transport = BeforeSendTransport(transport)
     if limiter is not None:
         transport = RateLimitTransport(
-            transport, limiter, sleep=sleep, max_wait=rate_limit_max_wait, metrics=metrics
+            transport, limiter, sleep=sleep, max_wait=rate_limit_max_wait, metrics=metrics,
+            global_limit=global_limit,
         )
     transport = RetryTransport(
         transport, policy, sleep=sleep, clock=clock, rng=rng, metrics=metrics

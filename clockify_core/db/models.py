@@ -4,7 +4,7 @@ from clockify_core.db.base import Base
 from clockify_core.explorer.models import ApiCall
 from clockify_core.flows.models import Flow, FlowRun
 from clockify_core.jobs.models import Job
-from clockify_core.lifecycle.models import Installation, WebhookSubscription
+from clockify_core.lifecycle.models import Installation, UsedLifecycleToken, WebhookSubscription
 from clockify_core.mirror.models import Client, Entity, Project, Tag, Task, TimeEntry, User
 from clockify_core.sync.models import SchedulerLease, SyncState
 from clockify_core.webhooks.models import CustomWebhookSource, InboxEvent
@@ -14,5 +14,5 @@ metadata = Base.metadata
 __all__ = [
     "ApiCall", "Client", "CustomWebhookSource", "Entity", "Flow", "FlowRun", "InboxEvent",
     "Installation", "Job", "Project", "SchedulerLease", "SyncState", "Tag", "Task", "TimeEntry",
-    "User", "WebhookSubscription", "metadata",
+    "UsedLifecycleToken", "User", "WebhookSubscription", "metadata",
 ]

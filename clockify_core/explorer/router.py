@@ -2,7 +2,9 @@
 
 The installation token never leaves the server: the browser names an operation and
 its parameters, the backend checks them against the spec and the tier, calls Clockify
-with the token through the rate limiter, logs the call, and returns Clockify's answer.
+through the rate limiter, logs the call, and returns Clockify's answer. Owners and admins
+call with the installation token; a member's call carries the member's own user token, so
+Clockify applies the member's permissions (another user's e-mail or time entries: 403).
 """
 
 from __future__ import annotations
@@ -89,9 +91,11 @@ async def get_operation(operation_id: str, user: UserDep, profile: ProfileDep) -
 
 @router.post(
     "/execute",
-    summary="Call Clockify with the installation token (never sent to the browser)",
+    summary="Call Clockify: admins with the installation token (never sent to the browser), members with their own",
     responses={
-        403: {"description": "Not allowed on this tier or for this role"}, 409: {"description": "Add-on paused"},
+        403: {"description": "Not allowed on this tier or for this role (a member's read that Clockify "
+                             "refuses is answered 200 with Clockify's 403 in status and body)"},
+        409: {"description": "Add-on paused"},
         422: {"description": "A parameter or the body does not match the spec; errors[].location names it"},
         429: {"description": "The workspace's rate limit would make the call wait too long; see Retry-After"},
     },
@@ -109,7 +113,8 @@ async def execute_operation(
         raise Conflict("the add-on is paused on this workspace")
     started = time.perf_counter()
     try:
-        api = installation_api(runtime, user.installation)
+        # A member never borrows the installation token's admin rights (see the module docstring).
+        api = installation_api(runtime, user.installation, token=None if user.is_admin else user.token)
         result = await execute(api, call, max_wait=settings.ui.explorer_max_rate_wait)
     except ClockifyError as exc:
         # Refused by our rate limiter (429), Clockify unreachable or failing after the retries,
@@ -137,7 +142,10 @@ def _failed_status(exc: ClockifyError) -> int | None:
 
 @router.get("/history", summary="Recent Clockify calls made for your workspace (explorer and flows)")
 async def history(user: UserDep, session: SessionDep, limit: int = Query(50, ge=1, le=500)) -> list[ApiCallRead]:
-    rows = await session.execute(
-        select(ApiCall).where(ApiCall.workspace_id == user.workspace_id).order_by(ApiCall.id.desc()).limit(limit)
-    )
+    query = select(ApiCall).where(ApiCall.workspace_id == user.workspace_id)
+    if not user.is_admin:
+        # A member sees their own calls only: the others' paths and errors name ids and data
+        # the member's own permissions may not show (flow runs are admin-only for the same reason).
+        query = query.where(ApiCall.user_id == user.user_id)
+    rows = await session.execute(query.order_by(ApiCall.id.desc()).limit(limit))
     return [ApiCallRead.model_validate(r, from_attributes=True) for r in rows.scalars()]

@@ -242,7 +242,15 @@ def _clockify_api(
 ) -> Action | None:
     bad = problems.invalid
     operation_id = item.get("operation_id")
-    operation = bundled_index().by_operation_id(operation_id) if isinstance(operation_id, str) else None
+    if operation_id is None or (isinstance(operation_id, str) and not operation_id.strip()):
+        bad.append(Problem((*loc, "operation_id"),
+                           "operation_id is required: the operationId of the Clockify API call, e.g. getProjects",
+                           "missing"))
+        return None
+    if not isinstance(operation_id, str):
+        bad.append(Problem((*loc, "operation_id"), f"operation_id must be a string, not {type(operation_id).__name__}"))
+        return None
+    operation = bundled_index().by_operation_id(operation_id)
     if operation is None:
         bad.append(Problem((*loc, "operation_id"), f"unknown operationId {operation_id!r} (see the Clockify OpenAPI spec)",
                            "unknown_operation"))

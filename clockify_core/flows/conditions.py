@@ -4,7 +4,8 @@ A condition is a leaf ``{"path", "op", "value", "as"?, "ignore_case"?}`` or a gr
 ``{"all": [...]}``, ``{"any": [...]}``, ``{"not": {...}}``. Operators and their exact
 meaning are in docs/flows.md. Evaluation is total: a missing value, a value of another
 type or an unparsable duration makes a leaf false, never an exception. The one
-exception is :class:`ConditionError`, raised when a regex exceeds its time budget.
+exception is :class:`ConditionError`, raised when a regex exceeds its time limit or the
+evaluation its budget (``BudgetExceeded``, see :class:`clockify_core.flows.paths.Budget`).
 
 Regexes use the ``regex`` module so that each match has a timeout (a guard against
 catastrophic backtracking), on top of a bounded pattern length and a bounded input.
@@ -20,6 +21,9 @@ from typing import Any, Final
 import regex
 
 from clockify_core.flows.paths import MISSING, Context, PathError, Selector, compile_path
+from clockify_core.flows.paths import (
+    ConditionError as ConditionError,  # where callers import it from
+)
 from clockify_core.mirror.mapping import parse_duration, parse_time
 
 OPERATORS: Final = ("eq", "ne", "gt", "gte", "lt", "lte", "contains", "in", "exists", "regex")
@@ -29,6 +33,7 @@ LEAF_KEYS: Final = frozenset({"path", "op", "value", "as", "ignore_case"})
 GROUP_KEYS: Final = ("all", "any", "not")
 MAX_DEPTH = 16
 TRACE_VALUE_CHARS = 200
+COST_REGEX = 10  # static weight of a `regex` leaf on top of its selector's; also charged per value searched
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +42,6 @@ class Limits:
     regex_max_length: int = 256
     regex_max_input: int = 10_000
     regex_timeout: float = 0.05
-
-
-class ConditionError(Exception):
-    """A condition could not be decided (a regex ran out of time)."""
 
 
 @dataclass
@@ -143,49 +144,108 @@ class _Not(Node):
 class _Leaf(Node):
     def __init__(self, selector: Selector, op: str, value: Any, test: Callable[[Any], bool]) -> None:
         self.selector, self.op, self.value = selector, op, value
-        self.evaluate = _leaf_evaluator(selector, op, value, test)
-        # Rough relative costs: a direct walk, a walk over many values, jsonpath-ng; regexes on top.
-        walk = 1 if selector.singular else (3 if selector.steps is not None else 20)
-        self.cost = walk + (5 if op == "regex" else 0)
+        decide = _leaf_decider(selector, op, value, test)
+        resolve = selector.resolve
+        self.decide = decide
+        self.evaluate = lambda ctx: decide(resolve(ctx), ctx)
+        # The static weight (docs/flows.md, "Evaluation budgets"): the selector's, a regex on top.
+        self.cost = selector.cost + (COST_REGEX if op == "regex" else 0)
 
     def explain(self, ctx: Context) -> dict[str, Any]:
         actual = self.selector.resolve(ctx)
         return {
             "path": self.selector.text, "op": self.op, "value": self.value,
             "actual": "<missing>" if actual is MISSING else _clip(actual),
-            "result": self.evaluate(ctx),
+            "result": self.decide(actual, ctx),
         }
 
 
-def _leaf_evaluator(selector: Selector, op: str, value: Any, test: Callable[[Any], bool]) -> Evaluator:
-    resolve = selector.resolve
+def _leaf_decider(
+    selector: Selector, op: str, value: Any, test: Callable[[Any], bool]
+) -> Callable[[Any, Context], bool]:
+    """The leaf's result from what its selector found (a value, or the list of matches)."""
     if op == "exists":
         wanted = bool(value)
         if selector.singular:
-            return lambda ctx: ((found := resolve(ctx)) is not MISSING and found is not None) is wanted
-        return lambda ctx: any(v is not None for v in resolve(ctx)) is wanted
+            return lambda found, ctx: (found is not MISSING and found is not None) is wanted
+        return lambda found, ctx: any(v is not None for v in found) is wanted
     if selector.singular:
         when_missing = op == "ne"  # a missing value is "not equal" to anything
+        if op == "contains":
+            # The one test that walks a selected value: a list item by item, a string in C.
+            def contains_one(found: Any, ctx: Context) -> bool:
+                if isinstance(found, list):
+                    ctx.budget.charge(len(found))
+                elif isinstance(found, str):
+                    ctx.budget.charge(len(found) // 100)
+                return when_missing if found is MISSING else test(found)
 
-        def singular(ctx: Context) -> bool:
-            found = resolve(ctx)
-            return when_missing if found is MISSING else test(found)
+            return contains_one
+        if op == "regex":
+            # Charged before the search, so a time budget is checked before each regex (each may
+            # take up to the regex timeout).
+            def search_one(found: Any, ctx: Context) -> bool:
+                ctx.budget.charge(COST_REGEX)
+                return when_missing if found is MISSING else test(found)
 
-        return singular
+            return search_one
+        return lambda found, ctx: when_missing if found is MISSING else test(found)
     # A selector with many matches: `contains` asks whether the matches include the
     # value; `ne` is "none equal"; every other operator holds when one match does.
     if op == "contains":
-        return lambda ctx: test(resolve(ctx))
+        return lambda found, ctx: test(found)
+    if op == "regex":
+        # Each search may take up to the regex timeout: charged, so the time budget ends a long list.
+        def search_each(found: Any, ctx: Context) -> bool:
+            for v in found:
+                ctx.budget.charge(COST_REGEX)
+                if test(v):
+                    return True
+            return False
+
+        return search_each
     if op == "ne":
-        return lambda ctx: all(test(v) for v in resolve(ctx))
-    return lambda ctx: any(test(v) for v in resolve(ctx))
+        return lambda found, ctx: all(test(v) for v in found)
+    return lambda found, ctx: any(test(v) for v in found)
+
+
+TRACE_ITEMS = 20  # items of a list or members of an object shown in a trace
+TRACE_BUDGET = 2000  # about the JSON characters of one traced value
 
 
 def _clip(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > TRACE_VALUE_CHARS:
-        return value[:TRACE_VALUE_CHARS] + "…"
-    if isinstance(value, list) and len(value) > 20:
-        return [_clip(v) for v in value[:20]] + ["…"]
+    """``value`` as a trace shows it: strings, lists and objects cut, about TRACE_BUDGET characters
+    in all. A dry-run explains up to hundreds of leaves, each of which may select the whole
+    sample body (1 MiB): unclipped, the answer was that many copies of it, serialized on the
+    event loop."""
+    return _clipped(value, [TRACE_BUDGET])
+
+
+def _clipped(value: Any, left: list[int]) -> Any:
+    if isinstance(value, str):
+        text = value if len(value) <= TRACE_VALUE_CHARS else value[:TRACE_VALUE_CHARS] + "…"
+        left[0] -= len(text) + 2
+        return text
+    if isinstance(value, list):
+        left[0] -= 2
+        items: list[Any] = []
+        for item in value[:TRACE_ITEMS]:
+            if left[0] <= 0:
+                break
+            items.append(_clipped(item, left))
+        return [*items, "…"] if len(items) < len(value) else items
+    if isinstance(value, dict):
+        left[0] -= 2
+        members: dict[str, Any] = {}
+        for count, (key, item) in enumerate(value.items()):
+            if count >= TRACE_ITEMS or left[0] <= 0:
+                members["…"] = f"{len(value) - count} more"
+                break
+            name = str(key)[:TRACE_VALUE_CHARS]
+            left[0] -= len(name) + 3
+            members[name] = _clipped(item, left)
+        return members
+    left[0] -= 8
     return value
 
 

@@ -134,7 +134,32 @@ def compile_definition(
         errors = [_error(prefix, p) for p in tier]
         raise MethodNotAllowedForTier(f"{errors[0]['location']}: {errors[0]['message']}", errors=errors)
     assert trigger is not None
+    _check_cost(condition, actions, config.max_flow_cost, prefix)
     return CompiledFlow(trigger, condition, actions)
+
+
+def flow_cost(condition: Node, actions: tuple[Action, ...]) -> int:
+    """The static cost of a flow: its conditions and every action's `when` (docs/flows.md)."""
+    return condition.cost + sum(action.when.cost for action in actions)
+
+
+def _check_cost(condition: Node, actions: tuple[Action, ...], budget: int, prefix: tuple[str, ...]) -> None:
+    """Refuse a flow whose selectors could cost more than ``budget`` per event, naming its costly parts."""
+    total = flow_cost(condition, actions)
+    if total <= budget:
+        return
+    parts: list[tuple[int, tuple[str | int, ...]]] = [(condition.cost, ("conditions",))]
+    parts += [(action.when.cost, ("actions", index, "when")) for index, action in enumerate(actions)]
+    errors = [
+        {"location": render_location(prefix, location), "kind": "too_costly",
+         "message": f"costs {cost} of the flow's {total}; a flow may cost at most {budget} (FLOWS__MAX_FLOW_COST)"}
+        for cost, location in sorted(parts, key=lambda part: -part[0]) if cost
+    ]
+    raise ValidationFailed(
+        f"{errors[0]['location']}: the flow's conditions cost {total}, over the budget of {budget} "
+        "(FLOWS__MAX_FLOW_COST; `..`, `[*]` and filters cost most, see docs/flows.md)",
+        errors=errors,
+    )
 
 
 def _error(prefix: tuple[str, ...], problem: Problem) -> dict[str, str]:

@@ -18,28 +18,44 @@ flow with ``record_unmatched`` (a debugging switch) gets a NOT_MATCHED row per e
 
 Compiled flows are cached per process by ``(id, version)``; one small query per event
 (ids and versions of the workspace's enabled flows) tells which entries are stale.
+
+Conditions never hold the event loop: an event's candidates are first tried on the loop
+within a small slice (``INLINE_STEPS`` steps, ``INLINE_SECONDS``; the time is checked before
+each regex search, so one search of up to ``FLOWS__REGEX_TIMEOUT`` may overrun it), which
+decides ordinary events without a thread hop; if the slice runs out they are evaluated again in
+a small thread pool of the engine (:meth:`FlowEngine.offload`), each flow with its own
+:class:`~clockify_core.flows.paths.Budget` (``FLOWS__EVALUATION_BUDGET`` steps,
+``FLOWS__EVALUATION_TIMEOUT`` seconds), so a costly selector neither stalls the process
+nor runs unbounded: past its budget that flow's run is a ``CONDITION_ERROR`` (a failure
+towards auto-disable) and the other flows and the mirror go on. Conditions have no side
+effects, so evaluating one again is harmless.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import dataclasses
+import functools
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import structlog
 from sqlalchemy import Integer, String, bindparam, func, literal, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.catalog import EVENTS
+from clockify_core.config import FlowsConfig
 from clockify_core.db.base import JsonType, UtcDateTime, utcnow
 from clockify_core.errors import ClockifyError
 from clockify_core.flows.conditions import ConditionError
 from clockify_core.flows.definition import CompiledFlow, compile_stored
 from clockify_core.flows.models import ADMITTED, Flow, FlowLoopMark, FlowRun, RunStatus
 from clockify_core.flows.network import NetworkPolicy, Resolver, system_resolver
-from clockify_core.flows.paths import Context
+from clockify_core.flows.paths import Budget, BudgetExceeded, Context
 from clockify_core.lifecycle.models import Installation, InstallationStatus
 from clockify_core.mirror.mapping import entity_id
 from clockify_core.runtime import Runtime
@@ -49,6 +65,11 @@ from clockify_core.webhooks.models import EventSource
 log = structlog.get_logger(__name__)
 CACHE_LIMIT = 20_000
 TRUE_TEXT = frozenset({"true", "1", "yes", "on"})
+EVALUATION_THREADS = 2  # per process: evaluations are budgeted, so two threads always move on
+INLINE_STEPS = 5_000  # what an event's conditions may spend on the loop before going to the pool
+INLINE_SECONDS = 0.005
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +133,47 @@ def event_context(
     return Context(body, meta, {"id": workspace_id}, settings, variables if variables is not None else {})
 
 
+def evaluation_budget(config: FlowsConfig) -> Budget:
+    """A fresh budget for one evaluation (a flow's conditions, or one action's `when` and templates)."""
+    return Budget(config.evaluation_budget, config.evaluation_timeout)
+
+
+def budgeted(ctx: Context, config: FlowsConfig) -> Context:
+    """``ctx`` with a fresh budget (the variables stay shared)."""
+    return dataclasses.replace(ctx, budget=evaluation_budget(config))
+
+
+def evaluate_conditions(flows: Sequence[CachedFlow], ctx: Context, config: FlowsConfig) -> list[bool | ConditionError]:
+    """Each flow's condition, each with its own budget; an error is the outcome of that flow only.
+
+    Runs in the engine's thread pool (:meth:`FlowEngine.offload`)."""
+    outcomes: list[bool | ConditionError] = []
+    for flow in flows:
+        try:
+            outcomes.append(flow.compiled.condition.evaluate(budgeted(ctx, config)))
+        except ConditionError as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
+def evaluate_inline(
+    flows: Sequence[CachedFlow], ctx: Context, config: FlowsConfig
+) -> list[bool | ConditionError] | None:
+    """The outcomes when all of ``flows`` are decided within one small slice on the loop, else None
+    (then :func:`evaluate_conditions` in the pool)."""
+    steps, seconds = min(INLINE_STEPS, config.evaluation_budget), min(INLINE_SECONDS, config.evaluation_timeout)
+    inline = dataclasses.replace(ctx, budget=Budget(steps, seconds))
+    outcomes: list[bool | ConditionError] = []
+    for flow in flows:
+        try:
+            outcomes.append(flow.compiled.condition.evaluate(inline))
+        except BudgetExceeded:
+            return None
+        except ConditionError as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
 def event_entity_id(event_type: str, source: str, body: Any) -> str | None:
     """The id of the entity a Clockify event is about (the loop guard's key)."""
     spec = EVENTS.get(event_type)
@@ -132,10 +194,27 @@ class FlowEngine:
         self._counts: dict[str, list[int]] = {}
         self._last_match: dict[str, datetime] = {}
         self._policy: NetworkPolicy | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        # Offloaded calls in progress, by function name (what the pool is busy with).
+        self.running: Counter[str] = Counter()
         # How often a stored definition was compiled, and how often the cache answered instead:
         # a flow is compiled once per version, whatever the number of events it sees.
         self.compilations = 0
         self.cache_hits = 0
+
+    async def offload(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a budgeted evaluation off the event loop, in the engine's own small thread pool
+        (not the loop's default executor, which DNS lookups share)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(EVALUATION_THREADS, thread_name_prefix="flow-eval")
+        name = getattr(function, "__name__", type(function).__name__)
+        self.running[name] += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, functools.partial(function, *args, **kwargs)
+            )
+        finally:
+            self.running[name] -= 1
 
     # compiled flows ------------------------------------------------------------------------
     def policy(self, runtime: Runtime) -> NetworkPolicy:
@@ -143,15 +222,17 @@ class FlowEngine:
             self._policy = NetworkPolicy.from_allowlist(runtime.settings.flows.http_allowlist)
         return self._policy
 
-    def compile(self, runtime: Runtime, flow: Flow) -> CachedFlow:
-        """The compiled form of ``flow``, from the cache when its version is current."""
+    async def compile(self, runtime: Runtime, flow: Flow) -> CachedFlow:
+        """The compiled form of ``flow``, from the cache when its version is current.
+
+        Compiling parses every path of the flow (up to thousands): done in the thread pool."""
         cached = self._cache.get(flow.id)
         if cached is not None and cached.version == flow.version:
             self.cache_hits += 1
             return cached
         self.compilations += 1
-        compiled = compile_stored(
-            flow.trigger, flow.conditions, flow.actions,
+        compiled = await self.offload(
+            compile_stored, flow.trigger, flow.conditions, flow.actions,
             profile=runtime.profile, config=runtime.settings.flows, policy=self.policy(runtime),
         )
         if len(self._cache) >= CACHE_LIMIT:
@@ -182,7 +263,7 @@ class FlowEngine:
         if stale:
             for flow in (await session.execute(select(Flow).where(Flow.id.in_(stale)))).scalars():
                 try:
-                    self.compile(runtime, flow)
+                    await self.compile(runtime, flow)
                 except ClockifyError as exc:
                     # Saved flows were valid; a tier or allowlist change can break one later.
                     await disable_flow(session, flow.id, f"the definition is no longer valid: {exc.detail}")
@@ -212,16 +293,19 @@ class FlowEngine:
         matches: list[CachedFlow] = []
         failures: list[tuple[str, str]] = []
         tally = {"matched": 0, "unmatched": 0, "error": 0}
-        for flow in candidates:
+        outcomes = evaluate_inline(candidates, ctx, runtime.settings.flows)
+        if outcomes is None:
+            outcomes = await self.offload(evaluate_conditions, candidates, ctx, runtime.settings.flows)
+        for flow, matched in zip(candidates, outcomes, strict=True):
             counts = self._counts.setdefault(flow.id, [0, 0])
             counts[0] += 1
-            try:
-                matched = flow.compiled.condition.evaluate(ctx)
-            except ConditionError as exc:
+            if isinstance(matched, ConditionError):
                 tally["error"] += 1
                 rows.append(_run(flow, event, entity, trigger, RunStatus.CONDITION_ERROR, now, matched=False,
-                                 error=str(exc)))
-                failures.append((flow.id, str(exc)))
+                                 error=str(matched)))
+                failures.append((flow.id, str(matched)))
+                if isinstance(matched, BudgetExceeded):
+                    log.warning("flows.budget_exceeded", flow_id=flow.id, event_id=event.id, error=str(matched))
                 continue
             if matched:
                 tally["matched"] += 1

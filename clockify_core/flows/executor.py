@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.client import ClockifyApiError, decode_json
 from clockify_core.db.base import utcnow
+from clockify_core.db.failures import describe_failure
 from clockify_core.errors import ClockifyError, RateLimited
 from clockify_core.explorer.models import ApiCall
 from clockify_core.flows import network
@@ -54,6 +55,7 @@ from clockify_core.flows.claims import ClaimedRun, claim
 from clockify_core.flows.conditions import ConditionError
 from clockify_core.flows.engine import (
     FlowEngine,
+    budgeted,
     event_context,
     flow_engine,
     flows_switched_on,
@@ -67,6 +69,7 @@ from clockify_core.flows.paths import Context
 from clockify_core.flows.templates import TemplateError
 from clockify_core.lifecycle.models import Installation
 from clockify_core.lifecycle.repository import installation_api
+from clockify_core.observability.isolation import installation_failed
 from clockify_core.observability.logging import redact_text
 from clockify_core.runtime import Runtime
 from clockify_core.webhooks.inbox import backoff_seconds
@@ -119,8 +122,9 @@ async def run_due(runtime: Runtime, *, limit: int | None = None) -> int:
             log.warning("flows.lease_lost", run_id=run.id)
         except Exception as exc:
             # Outside any action (the database, a bug): end this run, and go on with the batch.
-            log.exception("flows.run_crashed", run_id=run.id, flow_id=run.flow_id)
-            await _abandon(runtime, run, f"the run stopped on an unexpected error: {type(exc).__name__}: {exc}")
+            installation_failed(runtime.metrics, "flow_executor", run.workspace_id, run_id=run.id, flow_id=run.flow_id)
+            # Without the SQL and parameters a database error's text carries (db/failures.py).
+            await _abandon(runtime, run, f"the run stopped on an unexpected error: {describe_failure(exc)}")
     return len(runs)
 
 
@@ -136,7 +140,7 @@ async def execute(runtime: Runtime, engine: FlowEngine, run: ClaimedRun) -> None
         await _finish(runtime, run, RunStatus.SKIPPED, run.actions, error=f"not run: {reason}")
         return
     try:
-        compiled = engine.compile(runtime, flow).compiled
+        compiled = (await engine.compile(runtime, flow)).compiled
     except ClockifyError as exc:
         await _finish(runtime, run, RunStatus.FAILED, run.actions, error=f"the definition is not valid: {exc.detail}")
         return
@@ -152,12 +156,14 @@ async def execute(runtime: Runtime, engine: FlowEngine, run: ClaimedRun) -> None
     for index in range(int(state["next"]), len(compiled.actions)):
         action = compiled.actions[index]
         started = time.perf_counter()
+        # Each action's `when` and templates: off the event loop, with a budget of their own.
+        action_ctx = budgeted(ctx, runtime.settings.flows)
         try:
-            if not action.when.evaluate(ctx):
+            if not await engine.offload(action.when.evaluate, action_ctx):
                 results.append({"id": action.id, "type": action.type, "status": "skipped"})
                 state["next"] = index + 1
                 continue
-            step = await _perform(runtime, engine, installation, run, action, ctx)
+            step = await _perform(runtime, engine, installation, run, action, action_ctx)
         except Exception as exc:
             runtime.metrics.flow_action_duration.labels(action.type).observe(time.perf_counter() - started)
             await _action_failed(runtime, run, action, index, state, results, _as_failure(run, action, exc))
@@ -182,7 +188,7 @@ def _as_failure(run: ClaimedRun, action: Action, exc: Exception) -> ActionFailed
     if isinstance(exc, ClockifyError):  # e.g. a stored secret the configured ENCRYPTION_KEY cannot open
         return ActionFailed(exc.detail, retryable=False)
     log.exception("flows.action_crashed", run_id=run.id, flow_id=run.flow_id, action=action.id)
-    return ActionFailed(f"unexpected error: {type(exc).__name__}: {exc}", retryable=False)
+    return ActionFailed(f"unexpected error: {describe_failure(exc)}", retryable=False)
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -196,11 +202,11 @@ async def _perform(
     runtime: Runtime, engine: FlowEngine, installation: Installation, run: ClaimedRun, action: Action, ctx: Context
 ) -> _Step:
     if isinstance(action, ClockifyApiAction):
-        return await _clockify_api(runtime, installation, run, action, ctx)
+        return await _clockify_api(runtime, engine, installation, run, action, ctx)
     if isinstance(action, HttpRequestAction):
         return await _http_request(runtime, engine, action, ctx)
     if isinstance(action, SetVariableAction):
-        value = action.value.render(ctx)
+        value = await engine.offload(action.value.render, ctx)
         ctx.vars[action.name] = value
         return _Step({"id": action.id, "type": action.type, "status": "succeeded", "variable": {action.name: value}})
     assert isinstance(action, StopAction)
@@ -215,14 +221,15 @@ def _excerpt(text: str, secrets: list[str] | None = None) -> str:
 
 
 async def _clockify_api(
-    runtime: Runtime, installation: Installation, run: ClaimedRun, action: ClockifyApiAction, ctx: Context
+    runtime: Runtime, engine: FlowEngine, installation: Installation, run: ClaimedRun, action: ClockifyApiAction,
+    ctx: Context,
 ) -> _Step:
     operation = action.operation
     base = {"id": action.id, "type": action.type, "operation_id": operation.operation_id}
     if not operation_allowed(runtime.profile, operation):  # the tier may have changed since the flow was saved
         raise ActionFailed(f"{operation.operation_id} is not allowed on {runtime.profile.title}", retryable=False,
                            result=base)
-    call = render_api_call(action, ctx, run.workspace_id)
+    call = await engine.offload(render_api_call, action, ctx, run.workspace_id)
     summary = {**base, "request": call.summary()}
     if call.entity_ids:
         await _remember(runtime, run, call.entity_ids)
@@ -274,7 +281,7 @@ async def _log_call(
 
 async def _http_request(runtime: Runtime, engine: FlowEngine, action: HttpRequestAction, ctx: Context) -> _Step:
     config = runtime.settings.flows
-    rendered = render_http(action, ctx, runtime.cipher.decrypt)
+    rendered = await engine.offload(render_http, action, ctx, runtime.cipher.decrypt)
     summary: dict[str, Any] = {"id": action.id, "type": action.type, "request": rendered.summary()}
     try:
         outcome = await network.send(

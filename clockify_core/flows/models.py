@@ -22,7 +22,7 @@ class RunStatus(StrEnum):
     RATE_LIMITED = "RATE_LIMITED"  # over max_runs_per_minute; not executed
     LOOP_BLOCKED = "LOOP_BLOCKED"  # the flow's own change came back too often in a row
     NOT_MATCHED = "NOT_MATCHED"  # only recorded for flows with record_unmatched
-    CONDITION_ERROR = "CONDITION_ERROR"  # a condition could not be evaluated (regex timeout)
+    CONDITION_ERROR = "CONDITION_ERROR"  # a condition could not be evaluated (regex timeout, evaluation budget)
 
 
 FINISHED = frozenset(

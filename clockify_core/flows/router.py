@@ -1,5 +1,6 @@
-"""`/api/flows`: flows of the caller's workspace. Any user of the workspace reads; admins
-(OWNER, ADMIN) write and dry-run. The workspace always comes from the user token."""
+"""`/api/flows`: flows of the caller's workspace. Any user of the workspace reads the flows;
+admins (OWNER, ADMIN) write, dry-run and read the runs (a run holds the events and the API
+answers it saw, data a member may not see). The workspace always comes from the user token."""
 
 from __future__ import annotations
 
@@ -77,10 +78,11 @@ async def disable_flow(flow_id: str, user: AdminDep, session: SessionDep) -> Flo
     return service.to_read(await service.set_enabled(session, user.workspace_id, flow_id, False))
 
 
-@router.get("/{flow_id}/runs", summary="Runs of a flow, newest first")
+@router.get("/{flow_id}/runs", summary="Runs of a flow, newest first (admins only)",
+            responses={403: {"description": "Not an owner or admin"}})
 async def list_runs(
     flow_id: str,
-    user: UserDep,
+    user: AdminDep,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     before_id: Annotated[RowId | None, Query(description="Only runs older than this id")] = None,
@@ -96,10 +98,11 @@ async def list_runs(
     )
 
 
-@router.get("/{flow_id}/runs/{run_id}", summary="One run, with its event for admins")
-async def read_run(flow_id: str, run_id: RowId, user: UserDep, session: SessionDep) -> FlowRunRead:
+@router.get("/{flow_id}/runs/{run_id}", summary="One run, with its event (admins only)",
+            responses={403: {"description": "Not an owner or admin"}})
+async def read_run(flow_id: str, run_id: RowId, user: AdminDep, session: SessionDep) -> FlowRunRead:
     run = await service.get_run(session, user.workspace_id, flow_id, run_id)
-    return service.run_to_read(run, with_event=user.is_admin)
+    return service.run_to_read(run, with_event=True)
 
 
 @router.post("/{flow_id}/dry-run", summary="Show what the flow would do for an event, without side effects",

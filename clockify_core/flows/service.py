@@ -11,11 +11,12 @@ import uuid
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from clockify_core.config import FlowsConfig
 from clockify_core.db.base import utcnow
-from clockify_core.errors import Conflict, NotFound, ValidationFailed
+from clockify_core.errors import NotFound, ValidationFailed
 from clockify_core.flows.actions import (
     MASK,
     ClockifyApiAction,
@@ -27,8 +28,15 @@ from clockify_core.flows.actions import (
 )
 from clockify_core.flows.conditions import ConditionError
 from clockify_core.flows.definition import CompiledFlow, compile_definition
-from clockify_core.flows.engine import event_context, flow_engine, flows_switched_on, settings_map
+from clockify_core.flows.engine import (
+    budgeted,
+    event_context,
+    flow_engine,
+    flows_switched_on,
+    settings_map,
+)
 from clockify_core.flows.models import Flow, FlowLoopMark, FlowRun
+from clockify_core.flows.paths import Context
 from clockify_core.flows.schemas import (
     DryRunAction,
     DryRunRequest,
@@ -40,6 +48,7 @@ from clockify_core.flows.schemas import (
     FlowUpdate,
 )
 from clockify_core.flows.templates import TemplateError
+from clockify_core.lifecycle.limits import reserve_slot
 from clockify_core.lifecycle.models import Installation
 from clockify_core.runtime import Runtime
 from clockify_core.webhooks.models import CustomWebhookSource, InboxEvent
@@ -68,10 +77,13 @@ def refuse_sealed(data: FlowDefinition) -> None:
 async def validate(
     runtime: Runtime, session: AsyncSession, workspace_id: str, data: FlowDefinition
 ) -> CompiledFlow:
-    """Compile a definition as received; raises 422 / 403 with the location of each problem."""
-    return compile_definition(
-        data.model_dump(), profile=runtime.profile, config=runtime.settings.flows,
-        policy=flow_engine(runtime).policy(runtime), custom_sources=await _custom_sources(session, workspace_id),
+    """Compile a definition as received; raises 422 / 403 with the location of each problem.
+
+    Off the event loop (the engine's thread pool): a definition may hold thousands of paths."""
+    engine = flow_engine(runtime)
+    return await engine.offload(
+        compile_definition, data.model_dump(), profile=runtime.profile, config=runtime.settings.flows,
+        policy=engine.policy(runtime), custom_sources=await _custom_sources(session, workspace_id),
     )
 
 
@@ -91,8 +103,11 @@ def seal_actions(
     runtime: Runtime, actions: list[Any], previous: list[dict[str, Any]] | None
 ) -> list[dict[str, Any]]:
     """The stored form: each ``{"secret": value}`` encrypted, ``{"secret": "********"}``
-    replaced by the secret stored before for the same action id and header."""
+    replaced by the secret stored before for the same action id and header, provided the
+    action still sends to the same URL: a kept secret never goes anywhere new, so whoever
+    changes the URL must enter the secret again (docs/flows.md, "Secrets")."""
     kept = _previous_secrets(previous)
+    sent_to = {str(a.get("id", f"step{i + 1}")): a.get("url") for i, a in enumerate(previous or [])}
     sealed: list[dict[str, Any]] = []
     for index, raw in enumerate(actions):
         action = copy.deepcopy(raw)
@@ -108,6 +123,13 @@ def seal_actions(
                                 f"actions.{index}.headers.{name}: no stored secret to keep; send the value",
                                 errors=[{"location": f"body.actions.{index}.headers.{name}",
                                          "message": "no stored secret to keep; send the value", "kind": "missing"}],
+                            )
+                        if action.get("url") != sent_to.get(action["id"]):
+                            reason = "the action's URL changed: enter the secret again to send it to the new URL"
+                            raise ValidationFailed(
+                                f"actions.{index}.headers.{name}: {reason}",
+                                errors=[{"location": f"body.actions.{index}.headers.{name}", "message": reason,
+                                         "kind": "missing"}],
                             )
                         headers[name] = {"secret_encrypted": stored}
                     else:
@@ -167,10 +189,9 @@ async def list_flows(session: AsyncSession, workspace_id: str) -> list[Flow]:
 async def create_flow(
     runtime: Runtime, session: AsyncSession, workspace_id: str, user_id: str | None, data: FlowCreate
 ) -> Flow:
-    count = await session.scalar(select(func.count()).select_from(Flow).where(Flow.workspace_id == workspace_id))
-    limit = runtime.settings.flows.max_flows_per_workspace
-    if int(count or 0) >= limit:
-        raise Conflict(f"This workspace already has {limit} flows (FLOWS__MAX_FLOWS_PER_WORKSPACE)")
+    # Counted under a per-workspace lock held until commit: concurrent creates cannot overshoot.
+    await reserve_slot(session, Flow, workspace_id, runtime.settings.flows.max_flows_per_workspace,
+                       "flows (FLOWS__MAX_FLOWS_PER_WORKSPACE)")
     refuse_sealed(data)
     await validate(runtime, session, workspace_id, data)
     now = utcnow()
@@ -266,14 +287,18 @@ async def get_run(session: AsyncSession, workspace_id: str, flow_id: str, run_id
 async def dry_run(
     runtime: Runtime, session: AsyncSession, workspace_id: str, request: DryRunRequest, flow: Flow | None
 ) -> DryRunResult:
-    """What would happen for one event: no HTTP call, no Clockify write, no row written."""
+    """What would happen for one event: no HTTP call, no Clockify write, no row written.
+
+    The conditions and actions are evaluated off the event loop with the run-time budgets;
+    past one, the result names it (``blocked_by`` for the conditions, an action's
+    ``error``), as the run would fail."""
     if flow is None:
         assert request.flow is not None
         refuse_sealed(request.flow)
         compiled = await validate(runtime, session, workspace_id, request.flow)
         enabled = request.flow.enabled
     else:
-        compiled = flow_engine(runtime).compile(runtime, flow).compiled
+        compiled = (await flow_engine(runtime).compile(runtime, flow)).compiled
         enabled = flow.enabled
     if request.inbox_event_id is not None:
         event = await session.get(InboxEvent, request.inbox_event_id)
@@ -298,8 +323,20 @@ async def dry_run(
     if not result.trigger_matched:
         result.blocked_by = "the trigger does not name this event"
         return result
+    return await flow_engine(runtime).offload(
+        _dry_evaluate, compiled, ctx, result, enabled=enabled, settings=settings, workspace_id=workspace_id,
+        bases=_base_urls(installation), config=runtime.settings.flows,
+    )
+
+
+def _dry_evaluate(
+    compiled: CompiledFlow, ctx: Context, result: DryRunResult, *, enabled: bool, settings: dict[str, Any],
+    workspace_id: str, bases: dict[str, str | None], config: FlowsConfig,
+) -> DryRunResult:
+    """The CPU part of a dry-run (in the engine's thread pool): conditions, then each action, each budgeted."""
     try:
-        result.conditions = compiled.condition.explain(ctx)
+        # Every node is explained (no short-circuit), so this may spend more than a run would.
+        result.conditions = compiled.condition.explain(budgeted(ctx, config))
     except ConditionError as exc:
         result.blocked_by = f"condition error: {exc}"
         return result
@@ -313,7 +350,7 @@ async def dry_run(
         result.blocked_by = "flows are switched off for this workspace (flows_enabled)"
     result.would_run = result.blocked_by is None
     for action in compiled.actions:
-        step = _dry_action(action, ctx, workspace_id, installation)
+        step = _dry_action(action, budgeted(ctx, config), workspace_id, bases)
         result.actions.append(step)
         if step.outcome in ("stop", "error"):
             break
@@ -321,7 +358,7 @@ async def dry_run(
     return result
 
 
-def _dry_action(action: Any, ctx: Any, workspace_id: str, installation: Installation | None) -> DryRunAction:
+def _dry_action(action: Any, ctx: Any, workspace_id: str, bases: dict[str, str | None]) -> DryRunAction:
     step = DryRunAction(id=action.id, type=action.type, outcome="would_run")
     try:
         when = action.when.explain(ctx)
@@ -333,7 +370,7 @@ def _dry_action(action: Any, ctx: Any, workspace_id: str, installation: Installa
         if isinstance(action, ClockifyApiAction):
             call = render_api_call(action, ctx, workspace_id)
             request = call.summary()
-            base = _base_url(installation, call.api)
+            base = bases.get(call.api)
             if base:
                 request["url"] = base + call.path
             request["operation_id"] = action.operation.operation_id
@@ -358,9 +395,10 @@ def _dry_action(action: Any, ctx: Any, workspace_id: str, installation: Installa
     return step
 
 
-def _base_url(installation: Installation | None, api: str) -> str | None:
+def _base_urls(installation: Installation | None) -> dict[str, str | None]:
+    """Base URL per API, read here on the loop (the evaluation runs in a thread, away from the session)."""
     if installation is None:
-        return None
-    base = {"api": installation.backend_url or installation.api_url, "reports": installation.reports_url,
-            "pto": installation.pto_url}.get(api)
-    return base.rstrip("/") if base else None
+        return {}
+    bases = {"api": installation.backend_url or installation.api_url, "reports": installation.reports_url,
+             "pto": installation.pto_url}
+    return {api: base.rstrip("/") if base else None for api, base in bases.items()}

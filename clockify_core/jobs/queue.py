@@ -5,6 +5,15 @@ handler, a scheduler tick) makes the decision durable: a crash after commit stil
 leaves the job to run. Claims take a lease that running jobs renew; a job whose
 worker died is claimed again once its lease expires, and resumes from its cursor.
 At most one job of a kind runs per workspace at a time.
+
+Which due job a claim takes (docs/sync.md, "Fairness"): the one of highest
+:data:`PRIORITY` (webhook registration, then bootstraps, then syncs, then history
+backfills), among equals the one due longest (``run_after``, then ``id``), skipping
+workspaces that already run ``worker.workspace_concurrency`` jobs. A long bootstrap or
+backfill gives its worker back after a slice (``sync.slice_seconds``): it goes back to
+the queue with ``run_after`` now, behind every job that was due before, so other
+workspaces' jobs are claimed in between, round-robin. The rule is in the claim's SQL, so
+any number of instances agree on it.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, Select, Table, and_, case, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.db.base import utcnow
@@ -26,6 +35,28 @@ JOBS: Table = Job.__table__  # type: ignore[assignment]  # the declarative __tab
 # These must run whatever state the installation is in (they clean up after it).
 RUNS_WHEN_INACTIVE = frozenset({JobKind.UNREGISTER_WEBHOOKS.value})
 ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+# Lower is claimed first. Webhook (un)registration is a request or two; a first bootstrap
+# makes a new workspace's mirror usable; syncs keep mirrors fresh; a history backfill
+# only ever takes what is left.
+PRIORITY: dict[str, int] = {
+    JobKind.REGISTER_WEBHOOKS.value: 0,
+    JobKind.UNREGISTER_WEBHOOKS.value: 0,
+    JobKind.BOOTSTRAP.value: 1,
+    JobKind.SYNC.value: 2,
+    JobKind.RECONCILE.value: 2,
+    JobKind.BACKFILL.value: 3,
+}
+DEFAULT_PRIORITY = 2
+# PostgreSQL: the first key of the advisory locks claims take per workspace, and how many
+# candidates one claim tries before it reports nothing due.
+_CLAIM_LOCK_SPACE = 0x6A6F6273  # "jobs"
+_CLAIM_TRIES = 8
+
+
+def priority(kind: ColumnElement[str]) -> ColumnElement[int]:
+    """The SQL expression of :data:`PRIORITY` for a ``kind`` column."""
+    return case(PRIORITY, value=kind, else_=DEFAULT_PRIORITY)
 
 
 @dataclass(frozen=True)
@@ -77,7 +108,13 @@ async def claim(
     kinds: Iterable[str],
     lease_seconds: float,
     now: datetime | None = None,
+    workspace_concurrency: int = 1,
 ) -> ClaimedJob | None:
+    """Take the next due job (see the module doc for which), or None.
+
+    ``workspace_concurrency`` jobs of one workspace run at once at most (a job whose
+    lease ran out does not count); ``unregister_webhooks`` is never held back by it.
+    """
     now = now or utcnow()
     j = JOBS
     other = Job.__table__.alias("other")
@@ -96,29 +133,78 @@ async def claim(
         other.c.status == JobStatus.RUNNING,
         other.c.locked_until >= now,
     )
-    candidate = select(j.c.id).where(due, active, ~busy, j.c.kind.in_(list(kinds))).order_by(j.c.run_after, j.c.id).limit(1)
+    room = or_(j.c.kind.in_(RUNS_WHEN_INACTIVE), _running_in_workspace(j.c.workspace_id, j.c.id, now) < workspace_concurrency)
+    candidate = (
+        select(j.c.id)
+        .where(due, active, ~busy, room, j.c.kind.in_(list(kinds)))
+        .order_by(priority(j.c.kind), j.c.run_after, j.c.id)
+        .limit(1)
+    )
+    take = update(j).values(
+        status=JobStatus.RUNNING,
+        locked_by=worker_id,
+        locked_until=now + timedelta(seconds=lease_seconds),
+        attempts=j.c.attempts + 1,
+        started_at=now,
+    ).returning(j.c.id, j.c.workspace_id, j.c.kind, j.c.params, j.c.cursor, j.c.progress, j.c.attempts)
     if session.bind is not None and session.bind.dialect.name == "postgresql":
-        candidate = candidate.with_for_update(skip_locked=True, of=j)
-    row = (
-        await session.execute(
-            update(j)
-            .where(j.c.id == candidate.scalar_subquery())
-            .values(
-                status=JobStatus.RUNNING,
-                locked_by=worker_id,
-                locked_until=now + timedelta(seconds=lease_seconds),
-                attempts=j.c.attempts + 1,
-                started_at=now,
-            )
-            .returning(j.c.id, j.c.workspace_id, j.c.kind, j.c.params, j.c.cursor, j.c.progress, j.c.attempts)
-        )
-    ).first()
+        row = await _claim_postgresql(session, candidate, take, now=now, workspace_concurrency=workspace_concurrency)
+    else:
+        # SQLite: one statement under the database's write lock sees every committed claim.
+        row = (await session.execute(take.where(j.c.id == candidate.scalar_subquery()))).first()
     if row is None:
         return None
     return ClaimedJob(
         id=row.id, workspace_id=row.workspace_id, kind=row.kind, params=row.params or {}, cursor=row.cursor or {},
         progress=row.progress or {}, attempts=row.attempts,
     )
+
+
+def _running_in_workspace(workspace_id: Any, job_id: Any, now: datetime, kind: Any = None) -> Any:
+    """How many jobs of ``workspace_id`` (of ``kind``, if given) other than ``job_id`` hold a live lease."""
+    running = Job.__table__.alias("running")
+    conditions = [
+        running.c.workspace_id == workspace_id,
+        running.c.id != job_id,
+        running.c.status == JobStatus.RUNNING,
+        running.c.locked_until >= now,
+    ]
+    if kind is not None:
+        conditions.append(running.c.kind == kind)
+    return select(func.count()).select_from(running).where(*conditions).scalar_subquery()
+
+
+async def _claim_postgresql(
+    session: AsyncSession, candidate: Select[Any], take: Any, *, now: datetime, workspace_concurrency: int,
+) -> Any:
+    """Pick a candidate (SKIP LOCKED), then confirm the workspace's room under a lock of its own.
+
+    The candidate query reads a snapshot: two instances claiming different jobs of one
+    workspace at once would each miss the other's uncommitted claim. So the claim takes a
+    transaction-level advisory lock on the workspace (only claims take it; it ends with the
+    claim's commit) and counts again in a new statement, which sees every claim committed
+    meanwhile. A workspace found full is left out and the next candidate tried.
+    """
+    j = JOBS
+    full: list[str] = []
+    for _ in range(_CLAIM_TRIES):
+        query = candidate.add_columns(j.c.workspace_id, j.c.kind).with_for_update(skip_locked=True, of=j)
+        if full:
+            query = query.where(j.c.workspace_id.not_in(full))
+        picked = (await session.execute(query)).first()
+        if picked is None:
+            return None
+        job_id, workspace_id, kind = picked
+        await session.execute(select(func.pg_advisory_xact_lock(_CLAIM_LOCK_SPACE, func.hashtext(workspace_id))))
+        if kind not in RUNS_WHEN_INACTIVE:
+            same_kind, in_workspace = (await session.execute(select(
+                _running_in_workspace(workspace_id, job_id, now, kind), _running_in_workspace(workspace_id, job_id, now),
+            ))).one()
+            if same_kind or in_workspace >= workspace_concurrency:
+                full.append(workspace_id)
+                continue
+        return (await session.execute(take.where(j.c.id == job_id))).first()
+    return None
 
 
 async def heartbeat(
@@ -139,6 +225,25 @@ async def heartbeat(
     result = await session.execute(
         update(Job).where(Job.id == job_id, Job.locked_by == worker_id, Job.status == JobStatus.RUNNING).values(**values)
     )
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+async def holds(session: AsyncSession, job_id: int, *, worker_id: str, lock: bool = False) -> bool:
+    """Whether ``worker_id`` still runs the job (not cancelled, not taken over).
+
+    With ``lock``, called first in a write transaction: the answer holds until that
+    transaction ends. PostgreSQL takes a share lock on the job row, which an uninstall
+    (its cancel of the workspace's jobs comes before its purge) must wait for, and which
+    waits for an uninstall already under way, then sees the job cancelled; concurrent
+    writers of one job share it. SQLite gets the database's write lock from a no-op
+    update, so nothing commits between this check and the writes after it.
+    """
+    mine = (Job.id == job_id, Job.locked_by == worker_id, Job.status == JobStatus.RUNNING)
+    if not lock:
+        return await session.scalar(select(Job.id).where(*mine)) is not None
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        return await session.scalar(select(Job.id).where(*mine).with_for_update(read=True)) is not None
+    result = await session.execute(update(Job).where(*mine).values(locked_by=Job.locked_by))
     return int(getattr(result, "rowcount", 0) or 0) == 1
 
 
@@ -167,6 +272,20 @@ async def retry_later(session: AsyncSession, job_id: int, *, worker_id: str, err
         .values(status=JobStatus.QUEUED, locked_by=None, locked_until=None, error=error[:2000],
                 run_after=utcnow() + timedelta(seconds=delay))
     )
+
+
+async def requeue(session: AsyncSession, job_id: int, *, worker_id: str) -> bool:
+    """Give the worker back: the job is due again now, behind every job due before it.
+
+    Its cursor and progress stay; the claim's attempt is given back (a slice is no failure).
+    """
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.locked_by == worker_id, Job.status == JobStatus.RUNNING)
+        .values(status=JobStatus.QUEUED, locked_by=None, locked_until=None, run_after=utcnow(),
+                attempts=Job.attempts - 1)
+    )
+    return int(getattr(result, "rowcount", 0) or 0) == 1
 
 
 async def cancel_workspace(session: AsyncSession, workspace_id: str, *, keep_kinds: Iterable[str] = ()) -> int:

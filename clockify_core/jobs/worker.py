@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from clockify_core.errors import ClockifyError
+from clockify_core.db.failures import describe_failure
 from clockify_core.jobs import queue
 from clockify_core.jobs.models import JobKind, JobStatus
 from clockify_core.runtime import Runtime
@@ -59,6 +60,33 @@ class JobContext:
             self.cursor = dict(cursor)
         await self._save(cursor=self.cursor if cursor is not None else None)
 
+    async def ensure_live(self, session: AsyncSession | None = None) -> None:
+        """Raise :class:`JobLost` unless this worker still runs the job.
+
+        An uninstall cancels the workspace's jobs; a handler asks this before each call to
+        Clockify (the client's ``before_send`` hook, every attempt) and, with the ``session`` of a write transaction, as
+        the first statement of every transaction that writes workspace rows
+        (:meth:`transaction`), so nothing is written once the uninstall has committed.
+        """
+        if self.lost:
+            raise JobLost(f"job {self.job.id} was cancelled or taken over")
+        worker = self.runtime.instance_id
+        if session is not None:
+            live = await queue.holds(session, self.job.id, worker_id=worker, lock=True)
+        else:
+            async with self.runtime.sessions() as fresh:
+                live = await queue.holds(fresh, self.job.id, worker_id=worker)
+        if not live:
+            self.lost = True
+            raise JobLost(f"job {self.job.id} was cancelled or taken over")
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction that only begins while the job is live (see :meth:`ensure_live`)."""
+        async with self.runtime.sessions.begin() as session:
+            await self.ensure_live(session)
+            yield session
+
     async def _save(self, cursor: Mapping[str, Any] | None = None) -> None:
         async with self.runtime.sessions.begin() as session:
             ok = await queue.heartbeat(
@@ -91,7 +119,8 @@ async def run_one(runtime: Runtime, *, kinds: tuple[str, ...] | None = None) -> 
     lease = runtime.settings.worker.lease_seconds
     async with runtime.sessions.begin() as session:
         job = await queue.claim(
-            session, worker_id=runtime.instance_id, kinds=kinds or tuple(handlers), lease_seconds=lease
+            session, worker_id=runtime.instance_id, kinds=kinds or tuple(handlers), lease_seconds=lease,
+            workspace_concurrency=runtime.settings.worker.workspace_concurrency,
         )
     if job is None:
         return False
@@ -102,8 +131,8 @@ async def run_one(runtime: Runtime, *, kinds: tuple[str, ...] | None = None) -> 
     beat = asyncio.create_task(_heartbeat(ctx, beat_stop))
     try:
         await handlers[job.kind](runtime, ctx)
-    except JobLost:
-        bound.info("job.lost")
+    except JobLost as exc:
+        bound.info("job.lost", reason=str(exc))  # cancelled, taken over, deferred or a slice given back
         return True
     except Exception as exc:
         await _record_failure(runtime, ctx, exc)
@@ -123,7 +152,7 @@ async def run_one(runtime: Runtime, *, kinds: tuple[str, ...] | None = None) -> 
 
 async def _record_failure(runtime: Runtime, ctx: JobContext, exc: Exception) -> None:
     job, worker = ctx.job, runtime.settings.worker
-    error = exc.detail if isinstance(exc, ClockifyError) else f"{type(exc).__name__}: {exc}"
+    error = describe_failure(exc, limit=2000)
     ctx.report(last_error=error[:500])
     async with runtime.sessions.begin() as session:
         if job.attempts >= worker.max_attempts:

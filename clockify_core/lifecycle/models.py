@@ -57,6 +57,24 @@ class Installation(Base):
     purge_after: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class UsedLifecycleToken(Base):
+    """A lifecycle token that was accepted once: every instance refuses it for another call.
+
+    Keyed by the SHA-256 of the token, inserted in the transaction of the lifecycle change
+    it authorized (a refused or failed call leaves no row). ``expires_at`` is the token's
+    ``exp`` plus the verifier's leeway: from then on the verifier refuses it anyway, and
+    retention deletes the row.
+    """
+
+    __tablename__ = "used_lifecycle_tokens"
+    __table_args__ = (Index(None, "expires_at"),)
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event: Mapped[str] = mapped_column(String(32))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 class WebhookSubscription(Base):
     __tablename__ = "webhook_subscriptions"
     __table_args__ = (

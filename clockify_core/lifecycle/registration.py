@@ -63,8 +63,11 @@ async def _runtime_subscriptions(runtime: Runtime, workspace_id: str) -> dict[st
         return {row.event_type: row for row in rows.scalars()}
 
 
-async def _save(runtime: Runtime, workspace_id: str, event: str, **values: Any) -> None:
-    async with runtime.sessions.begin() as session:
+async def _save(ctx: JobContext, event: str, **values: Any) -> None:
+    """Store what Clockify answered, only while the job runs: after an uninstall cancelled
+    it (and purged the workspace) nothing is written (:meth:`JobContext.transaction`)."""
+    workspace_id = ctx.workspace_id
+    async with ctx.transaction() as session:
         existing = await session.scalar(
             select(WebhookSubscription).where(
                 WebhookSubscription.workspace_id == workspace_id,
@@ -87,14 +90,15 @@ async def register_webhooks(runtime: Runtime, ctx: JobContext) -> None:
     settings = runtime.settings
     async with runtime.sessions() as session:
         installation = await require_installation(session, workspace_id, active=True)
-    api = installation_api(runtime, installation)
+    # Checked before every call: an uninstall cancels the job, and then it calls Clockify no more.
+    api = installation_api(runtime, installation, before_send=ctx.ensure_live)
     current = await _runtime_subscriptions(runtime, workspace_id)
 
     for event, sub in current.items():
         if sub.status == SubscriptionStatus.REMOVED and sub.clockify_webhook_id:
             status = await delete_webhook(api, sub.clockify_webhook_id)
             log.info("webhooks.stale_removed", workspace_id=workspace_id, webhook_event=event, status=status)
-            await _save(runtime, workspace_id, event, clockify_webhook_id=None)
+            await _save(ctx, event, clockify_webhook_id=None)
 
     async with runtime.sessions() as session:
         delivered = set(
@@ -130,14 +134,14 @@ async def register_webhooks(runtime: Runtime, ctx: JobContext) -> None:
             if not isinstance(token, str) or not token:
                 raise ClockifyApiError.from_response(response)
             await _save(
-                runtime, workspace_id, event, status=SubscriptionStatus.ACTIVE, error=None,
+                ctx, event, status=SubscriptionStatus.ACTIVE, error=None,
                 token_encrypted=runtime.cipher.encrypt(token), token_digest=token_digest(token),
                 clockify_webhook_id=str(data.get("id") or "") or None,
             )
             registered += 1
         else:
             reason = f"Clockify refused the registration: HTTP {response.status_code} {body_excerpt(response)}"
-            await _save(runtime, workspace_id, event, status=SubscriptionStatus.REFUSED, error=reason[:1000],
+            await _save(ctx, event, status=SubscriptionStatus.REFUSED, error=reason[:1000],
                         token_encrypted=None, token_digest=None)
             refused += 1
             log.warning("webhooks.registration_refused", workspace_id=workspace_id, webhook_event=event, status=response.status_code)

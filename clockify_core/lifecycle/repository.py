@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -59,8 +60,18 @@ async def subscription_for_token(
     return (row[0], row[1]) if row is not None else None
 
 
-def installation_api(runtime: Runtime, installation: Installation, *, token: str | None = None) -> WorkspaceApi:
+def installation_api(
+    runtime: Runtime,
+    installation: Installation,
+    *,
+    token: str | None = None,
+    before_send: Callable[[], Awaitable[None]] | None = None,
+) -> WorkspaceApi:
     """A client acting with the installation token (or ``token``) on the URLs Clockify gave for it.
+
+    ``before_send`` is awaited before every request attempt: a job passes
+    :meth:`~clockify_core.jobs.worker.JobContext.ensure_live`, so it stops calling once
+    an uninstall has cancelled it.
 
     The rate budget follows the installation's plan: a Free-plan workspace gets
     ``free_plan_limit`` (30 requests an hour) for every caller, because the limiter's
@@ -81,4 +92,5 @@ def installation_api(runtime: Runtime, installation: Installation, *, token: str
         pto_url=installation.pto_url,
         addon_key=runtime.settings.signing.addon_key,
         rate_limit=free_plan_limit(runtime.settings.rate_limit) if installation.subscription_plan == "FREE" else None,
+        before_send=before_send,
     )

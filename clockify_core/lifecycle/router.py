@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header
 
 from clockify_core.deps import RuntimeDep, SessionDep
-from clockify_core.errors import Unauthorized
+from clockify_core.errors import TokenInvalid, Unauthorized
 from clockify_core.lifecycle import service
 from clockify_core.lifecycle.schemas import (
     DeletedPayload,
@@ -28,7 +28,7 @@ async def lifecycle_token(
     x_addon_lifecycle_token: Annotated[str | None, Header()] = None,
     clockify_signature: Annotated[str | None, Header()] = None,
 ) -> service.LifecycleToken:
-    # Documented header first; some Clockify senders use Clockify-Signature (REFERENCE §4).
+    # Documented header first; some Clockify senders use Clockify-Signature (docs/clockify.md#lifecycle).
     token = x_addon_lifecycle_token or clockify_signature
     if not token:
         raise Unauthorized("X-Addon-Lifecycle-Token header is missing")
@@ -38,9 +38,31 @@ async def lifecycle_token(
 LifecycleAuth = Annotated[service.LifecycleToken, Depends(lifecycle_token)]
 
 
+def _used_once(event: str, *, repeatable: bool = False) -> Any:
+    """The verified token, recorded as used for ``event`` (docs/ARCHITECTURE.md, lifecycle).
+
+    A token accepted before is refused with 401, except where ``repeatable``: INSTALLED
+    lets it through marked not fresh, and only a repeat that changes nothing passes there.
+    """
+
+    async def dependency(auth: LifecycleAuth, runtime: RuntimeDep, session: SessionDep) -> service.LifecycleToken:
+        used = await service.consume(runtime, session, auth, event)
+        if not used.fresh and not repeatable:
+            raise TokenInvalid("this lifecycle token was used already")
+        return used
+
+    return Depends(dependency)
+
+
+InstalledAuth = Annotated[service.LifecycleToken, _used_once("INSTALLED", repeatable=True)]
+DeletedAuth = Annotated[service.LifecycleToken, _used_once("DELETED")]
+StatusAuth = Annotated[service.LifecycleToken, _used_once("STATUS_CHANGED")]
+SettingsAuth = Annotated[service.LifecycleToken, _used_once("SETTINGS_UPDATED")]
+
+
 @router.post("/installed", responses=_REFUSALS, summary="Clockify installed the add-on on a workspace")
 async def installed(
-    payload: InstalledPayload, auth: LifecycleAuth, runtime: RuntimeDep, session: SessionDep
+    payload: InstalledPayload, auth: InstalledAuth, runtime: RuntimeDep, session: SessionDep
 ) -> LifecycleAck:
     await service.install(runtime, session, auth, payload)
     runtime.jobs_wakeup.set()
@@ -48,7 +70,7 @@ async def installed(
 
 
 @router.post("/deleted", responses=_REFUSALS, summary="Clockify uninstalled the add-on")
-async def deleted(payload: DeletedPayload, auth: LifecycleAuth, runtime: RuntimeDep, session: SessionDep) -> LifecycleAck:
+async def deleted(payload: DeletedPayload, auth: DeletedAuth, runtime: RuntimeDep, session: SessionDep) -> LifecycleAck:
     await service.uninstall(runtime, session, auth, payload)
     runtime.jobs_wakeup.set()
     return LifecycleAck(status="deleted", workspace_id=payload.workspace_id)
@@ -56,7 +78,7 @@ async def deleted(payload: DeletedPayload, auth: LifecycleAuth, runtime: Runtime
 
 @router.post("/status-changed", responses=_REFUSALS, summary="The add-on was enabled or disabled")
 async def status_changed(
-    payload: StatusChangedPayload, auth: LifecycleAuth, runtime: RuntimeDep, session: SessionDep
+    payload: StatusChangedPayload, auth: StatusAuth, runtime: RuntimeDep, session: SessionDep
 ) -> LifecycleAck:
     await service.change_status(runtime, session, auth, payload)
     runtime.jobs_wakeup.set()
@@ -66,7 +88,7 @@ async def status_changed(
 
 @router.post("/settings-updated", responses=_REFUSALS, summary="An admin changed the add-on's settings")
 async def settings_updated(
-    payload: SettingsUpdatedPayload, auth: LifecycleAuth, runtime: RuntimeDep, session: SessionDep
+    payload: SettingsUpdatedPayload, auth: SettingsAuth, runtime: RuntimeDep, session: SessionDep
 ) -> LifecycleAck:
     await service.update_settings(runtime, session, auth, payload)
     return LifecycleAck(status="settings-updated", workspace_id=payload.workspace_id)

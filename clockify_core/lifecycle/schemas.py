@@ -1,4 +1,4 @@
-"""Lifecycle payloads exactly as Clockify sends them (REFERENCE §4). Unknown fields are kept."""
+"""Lifecycle payloads exactly as Clockify sends them (docs/clockify.md#lifecycle). Unknown fields are kept."""
 
 from __future__ import annotations
 

@@ -8,12 +8,13 @@ so it survives a crash after the answer and never runs for a rolled-back install
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import structlog
 from sqlalchemy import Table, and_, delete, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.catalog import path_event
@@ -22,12 +23,14 @@ from clockify_core.db.models import metadata
 from clockify_core.errors import BadRequest, TokenInvalid, WorkspaceMismatch
 from clockify_core.jobs import queue
 from clockify_core.jobs.models import Job, JobKind
+from clockify_core.lifecycle import settings as workspace_settings
 from clockify_core.lifecycle.models import (
     REVOKED_TOKENS_KEPT,
     Installation,
     InstallationStatus,
     SubscriptionSource,
     SubscriptionStatus,
+    UsedLifecycleToken,
     WebhookSubscription,
 )
 from clockify_core.lifecycle.repository import require_installation, subscriptions
@@ -51,17 +54,21 @@ _KEPT_ON_PURGE = {"installations", "jobs"}
 
 @dataclass(frozen=True, slots=True)
 class LifecycleToken:
-    """A verified lifecycle signature: its claims and the SHA-256 of the token itself."""
+    """A verified lifecycle signature: its claims and the SHA-256 of the token itself.
+
+    ``fresh`` is False when the token had been accepted before (see :func:`consume`).
+    """
 
     claims: ClockifyClaims
     digest: str
+    fresh: bool = True
 
 
 async def lifecycle_token(runtime: Runtime, session: AsyncSession, token: str) -> LifecycleToken:
     """Verify the signature of a lifecycle call and refuse the tokens Clockify hands out to keep.
 
     Clockify signs webhook, installation and lifecycle tokens with one key and the same
-    claims (REFERENCE §5); what tells them apart is where each was given. A webhook token
+    claims (docs/clockify.md#tokens); what tells them apart is where each was given. A webhook token
     travels with every delivery and never expires, so whoever sees one delivery must not be
     able to uninstall or pause the workspace with it: a lifecycle token equal to a webhook
     token stored for the workspace, or to its installation token, is refused.
@@ -81,6 +88,35 @@ async def lifecycle_token(runtime: Runtime, session: AsyncSession, token: str) -
     ):
         raise TokenInvalid("a webhook or installation token is not a lifecycle token")
     return LifecycleToken(claims, digest)
+
+
+async def consume(runtime: Runtime, session: AsyncSession, auth: LifecycleToken, event: str) -> LifecycleToken:
+    """Record that ``auth`` is used for ``event``; the result says whether it was used before.
+
+    One token, one call: the digest goes into ``used_lifecycle_tokens`` in the request's
+    transaction, so a refused or failed call leaves the token unused, and every instance
+    on the database agrees. A call racing another with the same token waits on the
+    primary key (PostgreSQL) or the write lock (SQLite) until the first commits, then
+    finds its row. Rows live until the token's ``exp`` (plus leeway) passes; after that the
+    verifier refuses the token anyway and retention deletes the row.
+    """
+    leeway = timedelta(seconds=runtime.settings.signing.leeway_seconds)
+    try:
+        expires_at = datetime.fromtimestamp(auth.claims.exp or 0, UTC) + leeway
+    except (OverflowError, OSError, ValueError):  # an exp past year 9999
+        expires_at = datetime(9999, 12, 31, tzinfo=UTC)
+    bind = session.bind
+    insert = postgresql.insert if bind is not None and bind.dialect.name == "postgresql" else sqlite.insert
+    stmt = (
+        insert(UsedLifecycleToken)
+        .values(digest=auth.digest, event=event, expires_at=expires_at, used_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["digest"])
+        .returning(UsedLifecycleToken.digest)
+    )
+    fresh = (await session.execute(stmt)).first() is not None
+    if not fresh:
+        log.info("lifecycle.token_reused", workspace_id=auth.claims.workspace_id, lifecycle_event=event)
+    return replace(auth, fresh=fresh)
 
 
 def check_ids(claims: ClockifyClaims, workspace_id: str, addon_id: str) -> None:
@@ -104,7 +140,7 @@ async def _current_installation(
 
 
 def webhook_route_path(raw: str, base_url: str) -> str:
-    """Clockify sends the manifest path or the full URL (REFERENCE §4); keep the route path."""
+    """Clockify sends the manifest path or the full URL (docs/clockify.md#lifecycle); keep the route path."""
     path = urlsplit(raw).path if "://" in raw else raw
     base_path = urlsplit(base_url).path.rstrip("/")
     if base_path and path.startswith(base_path + "/"):
@@ -113,9 +149,10 @@ def webhook_route_path(raw: str, base_url: str) -> str:
 
 
 def default_settings() -> list[dict[str, object]]:
-    return [
+    # Through the same clamp as SETTINGS_UPDATED: what an installation stores is always in range.
+    return workspace_settings.normalize(
         {"id": s.id, "name": s.name, "value": s.value} for tab in DEFAULT_SETTINGS.tabs for s in tab.settings
-    ]
+    )[0]
 
 
 async def install(runtime: Runtime, session: AsyncSession, auth: LifecycleToken, payload: InstalledPayload) -> None:
@@ -128,14 +165,18 @@ async def install(runtime: Runtime, session: AsyncSession, auth: LifecycleToken,
     check_ids(token_claims, payload.workspace_id, payload.addon_id)
     settings, profile = runtime.settings, runtime.profile
     now = utcnow()
-    installation = await session.get(Installation, payload.workspace_id)
-    if installation is not None and token_digest(payload.auth_token) in (installation.revoked_token_digests or ()):
+    installation = await _locked_installation(session, payload.workspace_id, payload.addon_id)
+    if token_digest(payload.auth_token) in (installation.revoked_token_digests or ()):
         # Clockify issues a new token with every install; this one went with an uninstall.
         raise TokenInvalid("the installation token was revoked by an uninstall: a replayed INSTALLED")
-    if installation is None:
-        installation = Installation(workspace_id=payload.workspace_id, installed_at=now, settings=default_settings())
-        session.add(installation)
-    elif installation.status == InstallationStatus.DELETED or not installation.settings:
+    if _installed_with(runtime, installation, payload):
+        # Clockify sends INSTALLED once per installation: this is a retry or a replay of the one
+        # we hold. Answered 2xx, and nothing changes: no status, settings, webhooks or jobs.
+        log.info("lifecycle.installed_again", workspace_id=payload.workspace_id, status=installation.status)
+        return
+    if not auth.fresh:
+        raise TokenInvalid("this lifecycle token was used already")
+    if installation.status == InstallationStatus.DELETED or not installation.settings:
         installation.installed_at = now
         installation.settings = default_settings()
     installation.addon_id = payload.addon_id
@@ -180,6 +221,42 @@ async def install(runtime: Runtime, session: AsyncSession, auth: LifecycleToken,
         await queue.enqueue(session, payload.workspace_id, JobKind.REGISTER_WEBHOOKS)
     await queue.enqueue(session, payload.workspace_id, JobKind.BOOTSTRAP)
     log.info("lifecycle.installed", workspace_id=payload.workspace_id, webhooks=len(manifest))
+
+
+async def _locked_installation(session: AsyncSession, workspace_id: str, addon_id: str) -> Installation:
+    """The workspace's installation row, created if missing, locked until the transaction ends.
+
+    Concurrent INSTALLED calls for one workspace queue here: the first creates the row, the
+    others wait for it to commit (PostgreSQL: on the primary key, then the row lock; SQLite
+    holds the write lock already) and then find what it stored, so none fails on a duplicate
+    key. A new row starts as DELETED with no settings; the caller fills it in.
+    """
+    bind = session.bind
+    insert = postgresql.insert if bind is not None and bind.dialect.name == "postgresql" else sqlite.insert
+    now = utcnow()
+    await session.execute(
+        insert(Installation)
+        .values(workspace_id=workspace_id, addon_id=addon_id, status=InstallationStatus.DELETED, settings=[],
+                installed_at=now, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["workspace_id"])
+    )
+    # NO KEY UPDATE: queues concurrent installs without blocking the key-share locks that
+    # inserts of rows referencing the installation (webhook subscriptions) take.
+    installation = await session.get(
+        Installation, workspace_id, with_for_update={"key_share": True}, populate_existing=True
+    )
+    assert installation is not None
+    return installation
+
+
+def _installed_with(runtime: Runtime, installation: Installation, payload: InstalledPayload) -> bool:
+    """Whether ``installation`` is the live one ``payload`` announces (same id, same token)."""
+    return (
+        installation.status != InstallationStatus.DELETED
+        and installation.addon_id == payload.addon_id
+        and installation.auth_token_encrypted is not None
+        and hmac.compare_digest(runtime.cipher.decrypt(installation.auth_token_encrypted), payload.auth_token)
+    )
 
 
 async def _replace_subscriptions(session: AsyncSession, installation: Installation, manifest: set[str]) -> None:
@@ -288,6 +365,10 @@ async def update_settings(
     ids = [s.id for s in payload.settings]
     if len(set(ids)) != len(ids):
         raise BadRequest("settings contain the same id twice")
-    installation.settings = [s.model_dump(mode="json") for s in payload.settings]
+    # Clockify stores whatever the admin typed; the installation stores it clamped (lifecycle/settings.py).
+    installation.settings, adjusted = workspace_settings.normalize(s.model_dump(mode="json") for s in payload.settings)
+    for change in adjusted:
+        log.warning("lifecycle.setting_clamped", workspace_id=payload.workspace_id, setting=change.id,
+                    given=change.given, stored=change.stored)
     log.info("lifecycle.settings_updated", workspace_id=payload.workspace_id, count=len(ids))
 

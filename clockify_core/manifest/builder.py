@@ -1,7 +1,7 @@
 """Build a tier's manifest from its profile and the deployment's settings.
 
 Clockify caps manifest webhooks per add-on (10 in one version of the docs, 20 in
-another; REFERENCE §1). The manifest declares at most ``webhook_cap`` of the
+another; docs/clockify.md#manifest). The manifest declares at most ``webhook_cap`` of the
 profile's events, in the profile's order; the rest are registered at install
 through the Webhooks API (see ``clockify_core.lifecycle``).
 """
@@ -9,6 +9,12 @@ through the Webhooks API (see ``clockify_core.lifecycle``).
 from __future__ import annotations
 
 from clockify_core.catalog import webhook_path
+from clockify_core.lifecycle.settings import (
+    BACKFILL_MONTHS,
+    FLAGS,
+    HISTORY_MONTHS,
+    SYNC_INTERVAL_MINUTES,
+)
 from clockify_core.manifest.model import (
     Component,
     LifecycleEntry,
@@ -31,6 +37,7 @@ LIFECYCLE_PATHS: dict[LifecycleType, str] = {
 SIDEBAR_PATH = "/ui"
 
 # Installation settings Clockify renders and stores for us; SETTINGS_UPDATED sends them back flat.
+# Defaults and ranges belong to clockify_core.lifecycle.settings, which clamps what admins type.
 DEFAULT_SETTINGS = StructuredSettings(
     tabs=[
         SettingsTab(
@@ -38,14 +45,20 @@ DEFAULT_SETTINGS = StructuredSettings(
             name="Sync",
             header=SettingsHeader(title="Workspace mirror"),
             settings=[
-                Setting(id="sync_enabled", name="Keep the mirror in sync", type="CHECKBOX", value=True,
+                Setting(id="sync_enabled", name="Keep the mirror in sync", type="CHECKBOX", value=FLAGS["sync_enabled"],
                         access_level="ADMINS", description="Pull changes on a schedule besides webhooks"),
-                Setting(id="sync_interval_minutes", name="Sync every (minutes)", type="NUMBER", value=15,
-                        access_level="ADMINS", description="How often incremental sync runs"),
-                Setting(id="backfill_months", name="Backfill months of history", type="NUMBER", value=0,
-                        access_level="ADMINS",
-                        description="Time entries older than bootstrap's window to fetch; 0 fetches none"),
-                Setting(id="flows_enabled", name="Run flows", type="CHECKBOX", value=True,
+                Setting(id=SYNC_INTERVAL_MINUTES.id, name="Sync every (minutes)", type="NUMBER",
+                        value=SYNC_INTERVAL_MINUTES.default, access_level="ADMINS",
+                        description=f"How often incremental sync runs: {SYNC_INTERVAL_MINUTES.describe()}"),
+                Setting(id=HISTORY_MONTHS.id, name="Months of history to mirror", type="NUMBER",
+                        value=HISTORY_MONTHS.default, access_level="ADMINS",
+                        description="Time entries are mirrored this many months back (0: the whole history, "
+                                    "fetched in the background after the recent weeks): " + HISTORY_MONTHS.describe()),
+                Setting(id=BACKFILL_MONTHS.id, name="Backfill months of history (older setting)", type="NUMBER",
+                        value=BACKFILL_MONTHS.default, access_level="ADMINS",
+                        description="Used only while the setting above is 0: above 0, history stops this many months "
+                                    "before the recent window (0: no limit): " + BACKFILL_MONTHS.describe()),
+                Setting(id="flows_enabled", name="Run flows", type="CHECKBOX", value=FLAGS["flows_enabled"],
                         access_level="ADMINS", description="Switch every flow of this workspace on or off"),
             ],
         )

@@ -161,7 +161,7 @@ def _time_entry(body: Body) -> dict[str, Any]:
         "duration_seconds": duration,
         "billable": _bool(body.get("billable")),
         "is_locked": _bool(body.get("isLocked")),
-        # Webhook bodies carry no type (REFERENCE §8): they predate break entries, so an
+        # Webhook bodies carry no type (docs/clockify.md#webhook-payloads): they predate break entries, so an
         # entry first seen through one is REGULAR until the API says otherwise.
         "type": _str(body.get("type")) or "REGULAR",
         "tag_ids": tag_ids,

@@ -33,7 +33,7 @@ from clockify_core.mirror.models import TYPED_MODELS, Entity
 from clockify_core.observability.metrics import Metrics
 
 _BOOKKEEPING = ("written_at", "written_by", "last_event")
-# The membership status a user event leaves, which its body does not say (REFERENCE §8).
+# The membership status a user event leaves, which its body does not say (docs/clockify.md#webhook-payloads).
 _MEMBERSHIP_AFTER = {
     "USER_JOINED_WORKSPACE": "ACTIVE",
     "USER_ACTIVATED_ON_WORKSPACE": "ACTIVE",

@@ -201,6 +201,12 @@ class Metrics:
             "retention_rows_deleted_total", "Rows removed by retention", ["table"], registry=r
         )
 
+        # Loops over installations skip one that fails (observability/isolation.py); loop, never workspace.
+        self.installation_loop_errors = Counter(
+            "installation_loop_errors_total", "Installations a background loop skipped after an error", ["loop"],
+            registry=r,
+        )
+
     def forget(self, gauge: Gauge, *labelvalues: str) -> None:
         """Drop one labelled series of ``gauge`` (a finished job's progress).
 

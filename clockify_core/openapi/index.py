@@ -1,7 +1,7 @@
 """The bundled Clockify OpenAPI spec, indexed by operation id and by request.
 
 :func:`load_spec` reads ``clockify-openapi.json`` (the official OpenAPI 3.0.1 spec,
-REFERENCE §7) once, on first use. :class:`OpenApiIndex` turns its 170 operations into
+docs/clockify.md#openapi-spec) once, on first use. :class:`OpenApiIndex` turns its 170 operations into
 :class:`Operation` records and matches concrete requests against templated paths::
 
     index = bundled_index()
@@ -288,7 +288,7 @@ def _api_of(servers: list[Mapping[str, Any]]) -> ApiName:
     host = urlsplit(url).netloc
     if host.startswith("reports."):
         return "reports"
-    # The deprecated PTO group is served from a stray localhost:5050 in the spec (REFERENCE §6).
+    # The deprecated PTO group is served from a stray localhost:5050 in the spec (docs/clockify.md#api-hosts).
     if host.startswith("pto.") or host == "localhost:5050":
         return "pto"
     return "api"

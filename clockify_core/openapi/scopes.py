@@ -1,6 +1,6 @@
 """Which of Clockify's 30 add-on scopes an API operation needs.
 
-Clockify publishes the scopes (REFERENCE §2) but no table from endpoint to scope, so the
+Clockify publishes the scopes (docs/clockify.md#scopes) but no table from endpoint to scope, so the
 mapping below is inferred: the operation's tag names the resource, GET reads and every
 other method writes, except the POST operations listed in :data:`READ_ONLY_POSTS`, which
 only query. Tags absent from :data:`TAG_SCOPES` (webhooks: no scope names them) have no

@@ -26,6 +26,16 @@ def free_plan_limit(config: RateLimitConfig) -> Limit:
     return Limit.per_hour(config.free_plan_per_hour)
 
 
+def global_limit(config: RateLimitConfig) -> Limit | None:
+    """The deployment's cap on calls to Clockify across all workspaces; None when off (0).
+
+    Its bucket holds a second's worth (at least one), so bursts stay within the cap.
+    """
+    if not config.global_per_second:
+        return None
+    return Limit(rate=config.global_per_second, burst=max(1, int(config.global_per_second)))
+
+
 def create_rate_limiter(
     config: RateLimitConfig,
     redis: Redis | None,
@@ -59,5 +69,6 @@ __all__ = [
     "create_rate_limiter",
     "default_limit",
     "free_plan_limit",
+    "global_limit",
     "limiter_key",
 ]

@@ -7,6 +7,7 @@ the limit; use :class:`~clockify_core.ratelimit.redis.RedisRateLimiter` to share
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +27,10 @@ class InMemoryRateLimiter:
     ``try_acquire`` never awaits between reading and writing a bucket, so it is atomic
     on the event loop without a lock (and not bound to any one loop). It is not meant
     to be shared between threads.
+
+    At most ``max_keys`` buckets are kept, however many workspaces call: at the bound,
+    buckets that have refilled are dropped (they carry nothing), and if none has, the least
+    recently used one (which then starts full again when its key comes back).
     """
 
     def __init__(
@@ -37,8 +42,11 @@ class InMemoryRateLimiter:
     ) -> None:
         self.default = default
         self._clock = clock
-        self._buckets: dict[str, _Bucket] = {}
-        self._max_keys = max_keys
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._max_keys = max(1, max_keys)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
     def _take(self, key: str, cost: int, limit: Limit) -> float:
         check_cost(cost, limit)
@@ -47,10 +55,13 @@ class InMemoryRateLimiter:
         if bucket is None:
             if len(self._buckets) >= self._max_keys:
                 self._evict_full(now)
+            while len(self._buckets) >= self._max_keys:
+                self._buckets.popitem(last=False)
             bucket = self._buckets[key] = _Bucket(
                 tokens=float(limit.burst), updated=now, limit=limit
             )
         else:
+            self._buckets.move_to_end(key)
             # max(): an injected clock may step backwards; never refill negatively.
             elapsed = max(0.0, now - bucket.updated)
             bucket.tokens = min(float(limit.burst), bucket.tokens + elapsed * limit.rate)

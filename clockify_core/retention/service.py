@@ -30,7 +30,8 @@ from clockify_core.explorer.models import ApiCall
 from clockify_core.flows.models import FlowRun
 from clockify_core.jobs.models import Job, JobStatus
 from clockify_core.leases import lease_holder, release_lease, take_lease
-from clockify_core.lifecycle.models import Installation, InstallationStatus
+from clockify_core.lifecycle.models import Installation, InstallationStatus, UsedLifecycleToken
+from clockify_core.observability.isolation import connection_lost, installation_failed
 from clockify_core.runtime import Runtime
 from clockify_core.webhooks.models import InboxEvent, InboxStatus
 
@@ -100,19 +101,27 @@ async def purge_expired_workspaces(
     """Remove the data of workspaces uninstalled with a retention period that has now passed.
 
     ``purge_after`` is cleared only once every table of the workspace is empty, so a purge
-    cut short is picked up again by the next pass.
+    cut short is picked up again by the next pass. A workspace whose purge fails is logged,
+    counted and skipped (``observability/isolation.py``); the others are purged.
     """
     async with runtime.sessions() as session:
         due = (
             await session.execute(
                 select(Installation.workspace_id).where(
                     Installation.status == InstallationStatus.DELETED, Installation.purge_after <= now
-                )
+                ).order_by(Installation.purge_after, Installation.workspace_id)
             )
         ).scalars().all()
     removed = 0
     for workspace_id in due:
-        count, done = await purge_workspace(runtime, workspace_id, now, halt=halt)
+        try:
+            count, done = await purge_workspace(runtime, workspace_id, now, halt=halt)
+        except Exception as exc:
+            if connection_lost(exc):
+                raise
+            # Its purge_after stays set: the next pass tries again, and the others go on now.
+            installation_failed(runtime.metrics, "retention", workspace_id)
+            continue
         removed += count
         if not done:
             return removed, False
@@ -183,6 +192,12 @@ async def retention_pass(runtime: Runtime, *, now: datetime | None = None, halt:
         outcome.removed[label], outcome.complete = await delete_in_batches(
             runtime, table, condition(cutoff), label=label, halt=halt
         )
+    # A used lifecycle token is remembered until its exp (plus leeway); the verifier refuses it after.
+    used = _table(UsedLifecycleToken)
+    outcome.removed["used_lifecycle_tokens"], outcome.complete = (
+        (0, False) if not outcome.complete
+        else await delete_in_batches(runtime, used, lambda: used.c.expires_at < now, halt=halt)
+    )
     purged, done = (0, False) if not outcome.complete else await purge_expired_workspaces(runtime, now, halt=halt)
     outcome.removed["uninstalled_workspaces"] = purged
     outcome.complete = outcome.complete and done

@@ -1,7 +1,7 @@
 """Public keys that verify Clockify-signed tokens.
 
 A :class:`KeyProvider` answers "which keys may have signed a token with this ``kid``?".
-:class:`StaticKeyProvider` holds fixed keys (Clockify's published PEM, REFERENCE §5, or
+:class:`StaticKeyProvider` holds fixed keys (Clockify's published PEM, docs/clockify.md#tokens, or
 a development key); :class:`JwksKeyProvider` follows a JWKS endpoint, caching it and
 picking up rotated keys. :func:`key_provider_from_config` builds the provider a
 :class:`~clockify_core.config.SigningConfig` describes.
@@ -60,7 +60,7 @@ def load_public_key(pem_text: str | None = None, path: str | Path | None = None)
 
 @cache
 def bundled_clockify_key() -> RSAPublicKey:
-    """Clockify's published token-signing key, shipped with the kit (REFERENCE §5)."""
+    """Clockify's published token-signing key, shipped with the kit (docs/clockify.md#tokens)."""
     data = resources.files("clockify_core.security").joinpath(BUNDLED_KEY_RESOURCE).read_bytes()
     return _parse_pem(data, source="bundled Clockify key")
 
@@ -84,7 +84,7 @@ def _require_rsa(key: object, *, source: str) -> RSAPublicKey:
 
 
 def key_fingerprint(key: RSAPublicKey) -> str:
-    """SHA-256 hex of the key's DER SubjectPublicKeyInfo, the form REFERENCE §5 quotes."""
+    """SHA-256 hex of the key's DER SubjectPublicKeyInfo, the form docs/clockify.md#tokens quotes."""
     der = key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

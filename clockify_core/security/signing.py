@@ -2,12 +2,13 @@
 
 Clockify signs with its own private key; the simulator and tests sign with a
 development key pair whose public half the services load through their
-``PUBLIC_KEY``/``PUBLIC_KEY_PATH`` setting. Claim sets follow REFERENCE.md §5.
+``PUBLIC_KEY``/``PUBLIC_KEY_PATH`` setting. Claim sets follow docs/clockify.md#claims.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,5 +128,8 @@ class TokenSigner:
     def lifecycle_token(
         self, workspace_id: str, addon_id: str, *, ttl_seconds: int = 300, extra: Mapping[str, Any] | None = None
     ) -> str:
+        # Every lifecycle call gets its own token: the jti keeps two calls signed within one
+        # second from being byte-identical, since the add-on accepts each token only once.
         now = int(self._clock())
-        return self.sign(self._base(workspace_id, addon_id) | {"iat": now, "exp": now + ttl_seconds} | dict(extra or {}))
+        claims = {"iat": now, "exp": now + ttl_seconds, "jti": uuid.uuid4().hex}
+        return self.sign(self._base(workspace_id, addon_id) | claims | dict(extra or {}))

@@ -1,11 +1,11 @@
-"""Verification of the tokens Clockify signs (REFERENCE §5).
+"""Verification of the tokens Clockify signs (docs/clockify.md#tokens).
 
 Every Clockify token is a compact JWS signed with RS256. :class:`TokenVerifier` runs the
 whole checklist: the algorithm is pinned to RS256 before any key is touched; the
 signature must verify under a key from the :class:`~clockify_core.security.keys.KeyProvider`;
 ``iss`` must be ``clockify``, ``type`` must be ``addon`` and ``sub`` the add-on key;
-``exp`` is honoured when present and required on user tokens only (installation and
-webhook tokens never expire); ``workspaceId`` and ``addonId`` must be present. A user
+``exp`` is honoured when present and required on user and lifecycle tokens (installation
+and webhook tokens never expire); ``workspaceId`` and ``addonId`` must be present. A user
 token must name its ``user``, and a token carrying the claims only user tokens have
 (``workspaceRole``, ``theme``, ``language``) is refused as any other kind.
 
@@ -63,11 +63,14 @@ class TokenKind(StrEnum):
     LIFECYCLE = "lifecycle"  # `X-Addon-Lifecycle-Token` header
 
 
-# Only user tokens are documented to expire; demanding `exp` elsewhere would refuse
-# valid installation and webhook tokens (REFERENCE §5, checklist item 2).
-EXP_REQUIRED: frozenset[TokenKind] = frozenset({TokenKind.USER})
+# User tokens are documented to expire, and Clockify's TypeScript SDK demands `exp` on
+# lifecycle tokens by default: a lifecycle call can uninstall (purge) a workspace, so its
+# token must not be good forever, and its `exp` bounds how long a used one is remembered
+# (docs/clockify.md#tokens). Installation and webhook tokens never expire: demanding `exp`
+# on them would refuse valid ones.
+EXP_REQUIRED: frozenset[TokenKind] = frozenset({TokenKind.USER, TokenKind.LIFECYCLE})
 
-# Claims only a user token carries (REFERENCE §5). Every member of a workspace holds a user
+# Claims only a user token carries (docs/clockify.md#claims). Every member of a workspace holds a user
 # token in the sidebar iframe; it must never pass where only Clockify sends tokens: lifecycle
 # calls (an uninstall purges the workspace), webhooks and the INSTALLED body.
 USER_ONLY_CLAIMS: tuple[str, ...] = ("workspaceRole", "theme", "language")
@@ -420,7 +423,7 @@ def ensure_workspace(
 ) -> None:
     """Refuse claims of another workspace (or, with ``addon_id``, another installation).
 
-    A valid token for workspace A must not unlock data in workspace B (REFERENCE §5, item 4).
+    A valid token for workspace A must not unlock data in workspace B (docs/clockify.md#tokens).
     """
     if claims.workspace_id != workspace_id:
         raise WorkspaceMismatch("token belongs to another workspace")

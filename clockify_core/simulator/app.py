@@ -25,6 +25,7 @@ from clockify_core.simulator.api import (
 )
 from clockify_core.simulator.config import SimulatorConfig
 from clockify_core.simulator.control import router as control_router
+from clockify_core.simulator.errors import install_clockify_error_shape
 from clockify_core.simulator.faults import FaultMiddleware
 from clockify_core.simulator.state import Simulator
 
@@ -57,6 +58,7 @@ def create_simulator_app(config: SimulatorConfig | None = None, *, simulator: Si
                   redoc_url=None, openapi_url="/__sim/openapi.json")
     app.state.simulator = sim
     install_error_handlers(app)
+    install_clockify_error_shape(app)
     for module in (workspaces, entities, time_entries, changes, webhooks, addon):
         app.include_router(module.router, prefix="/api")
     app.include_router(reports.router, prefix="/reports")

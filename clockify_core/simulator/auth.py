@@ -1,7 +1,7 @@
 """Who is calling: tokens the simulator issued, API keys, and the scope each operation needs.
 
 Clockify answers 401 to a missing or unknown credential and 403 to a valid one used on
-another workspace or without the manifest scope the endpoint needs (REFERENCE §2).
+another workspace or without the manifest scope the endpoint needs (docs/clockify.md#scopes).
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ SCOPES: dict[str, str | None] = {
     "getUpdatedEntityInfo": "TIME_ENTRY_READ",
     "getDeletedEntityInfo": "TIME_ENTRY_READ",
     "generateDetailedReport": "REPORTS_READ",
+    "generateSummaryReport": "REPORTS_READ",
     # Webhook self-registration needs no documented scope; WORKSPACE_* is the closest fit.
     "getWebhooks": None,
     "getWebhook": None,
@@ -72,6 +73,23 @@ SCOPES: dict[str, str | None] = {
     "getUserToken": None,
 }
 
+ADMIN_ROLES = frozenset({"OWNER", "ADMIN", "WORKSPACE_ADMIN"})  # the claim has no documented list of values
+
+# What a member (role USER) may not do at all: Clockify answers 403 to a user token or API
+# key of a member for these, whatever the add-on's scopes (docs/clockify.md: a user token acts
+# with the viewing user's permissions). Projects, clients and tasks follow the workspace's
+# ``onlyAdminsCreateProject: true``.
+ADMIN_ONLY: frozenset[str] = frozenset({
+    "getUsersOfWorkspace", "updateUserStatus", "createUserGroup", "updateUserGroup", "deleteUserGroup",
+    "createClient", "updateClient", "deleteClient", "createNewProject", "updateProject", "deleteProject",
+    "createTask", "updateTask", "deleteTask", "getInProgressTimeEntries",
+    "getCreatedEntityInfo", "getUpdatedEntityInfo", "getDeletedEntityInfo",
+    "getWebhooks", "getWebhook", "getAddonWebhooks", "createWebhook", "updateWebhook", "deleteWebhook",
+    "generateNewToken", "getLogsForWebhook",
+})
+# Operations naming a user in the path: a member may call them for themselves only.
+SELF_ONLY: frozenset[str] = frozenset({"getTimeEntries", "createForOthers", "stopRunningTimeEntry"})
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:
@@ -80,10 +98,16 @@ class Principal:
     user_id: str
     installation: Installation | None = None
     expires: int | None = None
+    role: str | None = None  # a user token's workspaceRole, an API key's user's role
+
+    @property
+    def is_admin(self) -> bool:
+        """The installation token has admin rights; a user token or API key those of its user."""
+        return self.kind == "installation" or (self.role or "").upper() in ADMIN_ROLES
 
     @property
     def rate_key(self) -> str:
-        """The bucket this credential spends: a user token the viewing user's (REFERENCE §6)."""
+        """The bucket this credential spends: a user token the viewing user's (docs/clockify.md#rate-limits)."""
         if self.kind == "user":
             return f"user:{self.workspace_id}:{self.user_id}"
         if self.installation is not None:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 class DataScale(BaseModel):
     """How much data each generated workspace holds."""
 
-    workspaces: int = Field(2, ge=1, le=50)
+    workspaces: int = Field(2, ge=1, le=100_000)
     users: int = Field(12, ge=1, le=5000)
     clients: int = Field(8, ge=0)
     projects: int = Field(20, ge=0, le=30000)
@@ -33,6 +33,23 @@ class DataScale(BaseModel):
     time_off_requests: int = Field(6, ge=0)
     approval_requests: int = Field(4, ge=0)
     assignments: int = Field(8, ge=0)
+    description_pool: int = Field(1500, ge=1, description="Distinct entry descriptions to draw from")
+
+
+class FleetSettings(BaseModel):
+    """Many workspaces of mixed sizes and plans (``clockify-sim serve --fleet``).
+
+    Most workspaces are small (up to ``small_max_entries`` entries, a handful of users and
+    projects); every ``1 / large_fraction``-th one (the first included) has the full
+    ``DataScale``. Each is on the Free plan with probability ``free_fraction``, drawn from
+    the seed, and then gets Free's rolling 30 requests/hour whatever ``rate_limit.plan``
+    says. Small workspaces hold small tables, so memory follows the data, not the count.
+    """
+
+    small_max_entries: int = Field(1000, ge=1, description="Largest small workspace, in time entries")
+    small_min_entries: int = Field(20, ge=0)
+    large_fraction: float = Field(0.01, ge=0, le=1, description="Share of workspaces with the full DataScale")
+    free_fraction: float = Field(0.3, ge=0, le=1, description="Share of workspaces on the Free plan")
 
 
 class RateLimitSettings(BaseModel):
@@ -67,7 +84,7 @@ class DeliverySettings(BaseModel):
     timeout_s: float = Field(10.0, gt=0)
     concurrency: int = Field(1, ge=1, description="Parallel senders; 1 keeps deliveries in order")
     installed_webhook_path: Literal["url", "path"] = Field(
-        "url", description="INSTALLED webhooks[].path as the full URL or the manifest path (REFERENCE §4)"
+        "url", description="INSTALLED webhooks[].path as the full URL or the manifest path (docs/clockify.md#lifecycle)"
     )
     log_limit: int = Field(100_000, ge=1)
 
@@ -82,6 +99,7 @@ class SimulatorConfig(BaseModel):
 
     seed: int = 1
     scale: DataScale = Field(default_factory=DataScale)
+    fleet: FleetSettings | None = Field(None, description="Mixed sizes and plans; None: every workspace has `scale`")
     anchor: datetime = Field(default_factory=_today, description="End of the generated history (UTC)")
     host: str = "127.0.0.1"
     port: int = Field(8090, ge=0, le=65535)

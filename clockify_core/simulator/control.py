@@ -24,6 +24,11 @@ class InstallRequest(BaseModel):
     asUser: str | None = None
 
 
+class InstallAllRequest(BaseModel):
+    addonUrl: str = Field(description="Add-on base URL (its manifest is at {url}/manifest) or the manifest URL")
+    concurrency: int = Field(8, ge=1, le=256, description="INSTALLED calls in flight at once")
+
+
 class AddonRef(BaseModel):
     addonId: str
 
@@ -48,6 +53,8 @@ class TrafficRequest(BaseModel):
     rate: float = Field(gt=0)
     duration: float = Field(gt=0)
     workspaceId: str | None = None
+    allWorkspaces: bool = Field(False, description="Spread the rate over every workspace (Zipf-skewed)")
+    skew: float = Field(1.0, ge=0, le=5, description="Zipf exponent of the spread; 0 = uniform")
     mix: dict[str, float] | None = None
     wait: bool = False
 
@@ -85,6 +92,12 @@ async def users(workspaceId: str, sim: SimDep) -> Response:
 async def install(request: InstallRequest, sim: SimDep) -> Response:
     inst = await sim.marketplace.install(request.addonUrl, workspace_id=request.workspaceId, as_user=request.asUser)
     return json_response(inst.summary(), 201)
+
+
+@router.post("/install-all")
+async def install_all(request: InstallAllRequest, sim: SimDep) -> Response:
+    """Install the add-on on every workspace that lacks it (a marketplace burst); failures are listed."""
+    return json_response(await sim.marketplace.install_all(request.addonUrl, concurrency=request.concurrency))
 
 
 @router.post("/uninstall")
@@ -129,7 +142,8 @@ async def fire_event(request: FireRequest, sim: SimDep) -> Response:
 
 @router.post("/traffic")
 async def traffic(request: TrafficRequest, sim: SimDep) -> Response:
-    kwargs: dict[str, Any] = {"workspace_id": request.workspaceId, "mix": request.mix}
+    kwargs: dict[str, Any] = {"workspace_id": request.workspaceId, "mix": request.mix,
+                              "all_workspaces": request.allWorkspaces, "skew": request.skew}
     if request.wait:
         return json_response((await sim.traffic.run(request.rate, request.duration, **kwargs)).summary())
     return json_response(sim.traffic.start(request.rate, request.duration, **kwargs).summary(), 202)
@@ -138,6 +152,14 @@ async def traffic(request: TrafficRequest, sim: SimDep) -> Response:
 @router.get("/traffic")
 async def traffic_status(sim: SimDep) -> Response:
     return json_response(sim.traffic.current.summary() if sim.traffic.current else None)
+
+
+@router.get("/traffic/changes")
+async def traffic_changes(sim: SimDep, since: float = 0.0) -> Response:
+    """The changes the current traffic run made (the latest 200,000), with their wall-clock times."""
+    run = sim.traffic.current
+    found = [c.summary() for c in run.changes if c.at >= since] if run else []
+    return json_response({"changes": found})
 
 
 @router.delete("/traffic")
@@ -207,7 +229,11 @@ async def stats(sim: SimDep) -> Response:
     return json_response({"counters": dict(sim.stats), "faults": sim.faults.counts, "pendingDeliveries": sim.delivery.pending,
                           "deliveries": len(sim.delivery.log),
                           "entries": {ws.id: {"live": len(ws.entries), "rows": ws.entries.rows_total,
-                                              "bytes": ws.entries.nbytes()} for ws in sim.workspaces.values()}})
+                                              "bytes": ws.entries.nbytes()} for ws in sim.workspaces.values()},
+                          "plans": {ws.id: ws.plan for ws in sim.workspaces.values()},
+                          "requestsByWorkspace": dict(sim.requests_by_workspace),
+                          "throttledByWorkspace": dict(sim.throttled_by_workspace),
+                          "freeQuota": {"limit": sim.config.rate_limit.free_per_hour, "peak": sim.free_quota.peak}})
 
 
 @router.get("/requests")
@@ -236,4 +262,7 @@ async def reset(sim: SimDep) -> Response:
     sim.delivery.clear()
     sim.marketplace.calls.clear()
     sim.requests.clear()
+    sim.requests_by_workspace.clear()
+    sim.throttled_by_workspace.clear()
+    sim.free_quota.clear()
     return json_response({"reset": True, "workspaces": list(sim.workspaces)})

@@ -316,7 +316,7 @@ def _new_user(ctx: _Ctx, status: str = "ACTIVE") -> Record:
     name = f"{ctx.rng.choice(FIRST)} {ctx.rng.choice(LAST)}"
     user = copy_user(ws.users[ws.owner_id]) | {
         "id": uid, "name": name, "email": f"{name.lower().replace(' ', '.')}.{_suffix(ctx)}@example.com",
-        "memberships": [{"userId": uid, "hourlyRate": None, "costRate": {"amount": 3000, "currency": "USD"},
+        "memberships": [{"userId": uid, "hourlyRate": None, "costRate": {"amount": 3000, "currency": ws.currency},
                          "targetId": ws.id, "membershipType": "WORKSPACE", "membershipStatus": status}],
     }
     ws.users[uid] = user
@@ -484,7 +484,7 @@ def _new_invoice(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     ws.invoices[iid] = {"id": iid, "number": f"INV-{2000 + len(ws.invoices)}", "status": "UNSENT",
                         "issuedDate": iso(ctx.now - ctx.now % DAY), "dueDate": iso(ctx.now - ctx.now % DAY + 30 * DAY),
                         "subtotal": qty * price, "discount": 0, "tax": 0, "tax2": 0, "discountAmount": 0,
-                        "taxAmount": 0, "tax2Amount": 0, "amount": qty * price, "currency": "USD",
+                        "taxAmount": 0, "tax2Amount": 0, "amount": qty * price, "currency": ws.currency,
                         "subject": f"Services for {client['name']}", "note": "", "clientId": client["id"],
                         "clientName": client["name"], "clientAddress": client["address"], "userId": ws.owner_id,
                         "items": [{"order": 1, "quantity": qty, "description": "Consulting hours", "unitPrice": price,
@@ -637,13 +637,13 @@ def _rate(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     membership = project["memberships"][ctx.rng.randrange(len(project["memberships"]))]
     amount = ctx.rng.choice((5000, 7500, 10000, 15000))
     key = "hourlyRate" if billable else "costRate"
-    membership[key] = {"amount": amount, "currency": "USD"}
+    membership[key] = {"amount": amount, "currency": ws.currency}
     modified = {"userId": membership["userId"],
                 "hourlyRate": {"amount": (membership.get("hourlyRate") or {}).get("amount", 0)},
                 "costRate": {"amount": (membership.get("costRate") or {}).get("amount", 0)},
                 "targetId": project["id"], "membershipType": "PROJECT", "membershipStatus": "ACTIVE"}
     return "", {"workspaceId": ws.id, "rateChangeSource": "PROJECT_MEMBER", "modifiedEntity": modified,
-                "currency": {"id": ws.currency_id, "code": "USD"}, "amount": amount,
+                "currency": {"id": ws.currency_id, "code": ws.currency}, "amount": amount,
                 "since": iso(ctx.now - ctx.now % DAY)}
 
 

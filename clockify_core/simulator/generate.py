@@ -9,10 +9,10 @@ from __future__ import annotations
 import random
 import secrets
 
-from clockify_core.simulator.config import DataScale
+from clockify_core.simulator.config import DataScale, FleetSettings
 from clockify_core.simulator.entries import NONE, RUNNING, EntryFields, TimeEntryStore
 from clockify_core.simulator.ids import tag_for
-from clockify_core.simulator.model import CURRENCY, Deletion, Record, Workspace
+from clockify_core.simulator.model import CURRENCIES, CURRENCY, Deletion, Record, Workspace
 from clockify_core.simulator.render import iso as _iso
 from clockify_core.simulator.render import user_settings
 
@@ -69,7 +69,34 @@ def descriptions(rng: random.Random, count: int = 1500) -> list[str]:
     return out
 
 
-def generate_workspace(seed: int, index: int, scale: DataScale, anchor: int) -> Workspace:
+def fleet_member(seed: int, index: int, scale: DataScale, fleet: FleetSettings) -> tuple[DataScale, str]:
+    """The scale and plan of workspace ``index`` in a fleet: a pure function of the seed.
+
+    Sizes are log-uniform between the small bounds, so most workspaces hold a few hundred
+    entries; every ``1 / large_fraction``-th workspace (index 0 first) gets ``scale``.
+    """
+    rng = random.Random(f"{seed}:{index}:fleet")
+    plan = "free" if rng.random() < fleet.free_fraction else "paid"
+    every = round(1 / fleet.large_fraction) if fleet.large_fraction else 0
+    if every and index % every == 0:
+        return scale, plan
+    low, high = max(1, fleet.small_min_entries), max(fleet.small_min_entries, fleet.small_max_entries)
+    entries = int(low * (high / low) ** rng.random()) if high > low else high
+    small = scale.model_copy(update={
+        "users": min(scale.users, rng.randint(1, 8)), "clients": min(scale.clients, rng.randint(0, 4)),
+        "projects": min(scale.projects, rng.randint(1, 12)), "max_tasks_per_project": min(scale.max_tasks_per_project, 3),
+        "tags": min(scale.tags, rng.randint(0, 8)), "user_groups": min(scale.user_groups, rng.randint(0, 2)),
+        "time_entries": entries, "description_pool": max(20, entries // 4),
+        "years": min(scale.years, 1.0), "running_timers": min(scale.running_timers, rng.randint(0, 1)),
+        "expenses": min(scale.expenses, rng.randint(0, 3)), "invoices": min(scale.invoices, rng.randint(0, 1)),
+        "time_off_requests": min(scale.time_off_requests, rng.randint(0, 1)),
+        "approval_requests": min(scale.approval_requests, rng.randint(0, 1)),
+        "assignments": min(scale.assignments, rng.randint(0, 2)),
+    })
+    return small, plan
+
+
+def generate_workspace(seed: int, index: int, scale: DataScale, anchor: int, plan: str = "paid") -> Workspace:
     rng = random.Random(f"{seed}:{index}")
     ws_tag = tag_for(seed, index, "workspace")
     ws_id = f"{0x5F000000 + index * 1000:08x}{ws_tag}{index:06x}"
@@ -79,6 +106,7 @@ def generate_workspace(seed: int, index: int, scale: DataScale, anchor: int) -> 
         name=f"{rng.choice(COMPANIES)} {('Studio', 'Agency', 'Consulting', 'Engineering')[index % 4]}",
         seed=seed,
         entries=TimeEntryStore(ws_id, tag_for(seed, index, "time_entry")),
+        plan=plan,
     )
     history_start = anchor - int(scale.years * 365 * DAY)
     ws.currency_id = ws.new_id("currency", history_start)
@@ -87,7 +115,44 @@ def generate_workspace(seed: int, index: int, scale: DataScale, anchor: int) -> 
     _tags_fields_groups(ws, rng, scale, history_start)
     _entries(ws, rng, scale, history_start, anchor)
     _secondary(ws, rng, scale, history_start, anchor)
+    _rates(ws, random.Random(f"{seed}:{index}:rates"))
     return ws
+
+
+def _rates(ws: Workspace, rng: random.Random) -> None:
+    """Rates at every level of Clockify's precedence (simulator/rates.py), in the workspace's currency.
+
+    A separate random stream, so the rest of the generated data does not depend on it. The
+    workspace's rate and currency vary by index; some users have a workspace rate, some
+    billable projects inherit (no rate of their own), some project members and tasks have one.
+    """
+    ws.currency = CURRENCIES[ws.index % len(CURRENCIES)]
+    ws.hourly_rate = (4000, 5000, 6500, 8000)[ws.index % 4]
+
+    def rate(amount: int | None) -> Record | None:
+        return None if amount is None else {"amount": amount, "currency": ws.currency}
+
+    for user in ws.users.values():
+        for membership in user["memberships"]:
+            if membership.get("costRate"):
+                membership["costRate"] = rate(membership["costRate"]["amount"])
+            if rng.random() < 0.4:
+                membership["hourlyRate"] = rate(rng.choice((4500, 6000, 9000, 11000)))
+    for project in ws.projects.values():
+        if not project["billable"] or rng.random() < 0.3:
+            project["hourlyRate"] = None  # inherits the member's or the workspace's rate
+        else:
+            project["hourlyRate"] = rate(project["hourlyRate"]["amount"])
+        for membership in project["memberships"]:
+            if rng.random() < 0.25:
+                membership["hourlyRate"] = rate(rng.choice((8500, 13000, 17500)))
+    for task in ws.tasks.values():
+        if rng.random() < 0.2:
+            task["hourlyRate"] = rate(rng.choice((9500, 14000, 20000)))
+    for client in ws.clients.values():
+        client["currencyCode"] = ws.currency
+    for invoice in ws.invoices.values():
+        invoice["currency"] = ws.currency
 
 
 def api_key_for(seed: int, workspace: int, user: int) -> str:
@@ -213,7 +278,7 @@ def _entries(ws: Workspace, rng: random.Random, scale: DataScale, t0: int, ancho
     if not total or not users:
         store.build_indexes()
         return
-    texts = descriptions(random.Random(f"{ws.seed}:{ws.index}:texts"))
+    texts = descriptions(random.Random(f"{ws.seed}:{ws.index}:texts"), scale.description_pool)
     n_texts = len(texts)
     project_rows = list(range(len(ws.project_ix.ids)))
     tasks_of: dict[int, list[int]] = {}

@@ -2,12 +2,13 @@
 
 ``install`` fetches ``{url}/manifest``, validates it against the 1.5 schema, issues the
 installation and webhook tokens, and POSTs INSTALLED with ``X-Addon-Lifecycle-Token``
-and exactly the payload of REFERENCE §4. Tokens are signed with the simulator's
+and exactly the payload of docs/clockify.md#lifecycle. Tokens are signed with the simulator's
 development key through :class:`TokenSigner`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import Iterator
@@ -18,9 +19,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import jsonschema
+import jwt
 import orjson
 
-from clockify_core.errors import BadRequest, Conflict, NotFound, UpstreamError
+from clockify_core.errors import BadRequest, ClockifyError, Conflict, NotFound, UpstreamError
 from clockify_core.security.signing import TokenSigner
 from clockify_core.simulator.auth import Principal
 
@@ -69,7 +71,7 @@ class Installation:
     token: str
     signer: TokenSigner
     webhooks: list[AddonWebhook] = field(default_factory=list)
-    status: Literal["ACTIVE", "INACTIVE"] = "ACTIVE"
+    status: Literal["ACTIVE", "INACTIVE", "DELETED"] = "ACTIVE"  # DELETED once uninstalled
     settings: dict[str, Any] = field(default_factory=lambda: {"tabs": []})
 
     @property
@@ -122,6 +124,21 @@ class Marketplace:
         self.sim = sim
         self.installations: dict[str, Installation] = {}
         self.calls: list[LifecycleCall] = []
+        # One signer per add-on key: loading the RSA key costs time and memory, per install it
+        # would grow with the number of workspaces.
+        self._signers: dict[str, TokenSigner] = {}
+        # Installations per workspace: webhook targets are looked up on every event, and a
+        # scan of all installations would cost O(workspaces) per event.
+        self._by_workspace: dict[str, dict[str, Installation]] = {}
+
+    def of_workspace(self, workspace_id: str) -> list[Installation]:
+        """The live installations on one workspace."""
+        found = self._by_workspace.get(workspace_id)
+        return [i for i in found.values() if self.installations.get(i.addon_id) is i] if found else []
+
+    def clear(self) -> None:
+        self.installations.clear()
+        self._by_workspace.clear()
 
     def get(self, addon_id: str) -> Installation:
         inst = self.installations.get(addon_id)
@@ -143,7 +160,7 @@ class Marketplace:
             raise BadRequest(f"{url} did not return JSON") from exc
         return url, manifest
 
-    async def install(self, addon_url: str, *, workspace_id: str | None = None, as_user: str | None = None) -> Installation:
+    async def checked_manifest(self, addon_url: str) -> dict[str, Any]:
         _, manifest = await self.fetch_manifest(addon_url)
         errors = validate_manifest(manifest)
         if errors:
@@ -151,16 +168,50 @@ class Marketplace:
         cap = self.sim.config.addon_webhook_cap
         if len(manifest.get("webhooks") or ()) > cap:
             raise BadRequest(f"The manifest declares more than {cap} webhooks", errors=[f"webhooks: at most {cap}"])
+        return manifest
+
+    async def install(self, addon_url: str, *, workspace_id: str | None = None, as_user: str | None = None) -> Installation:
+        return await self.install_manifest(await self.checked_manifest(addon_url), workspace_id=workspace_id,
+                                           as_user=as_user)
+
+    async def install_all(self, addon_url: str, *, concurrency: int = 8) -> dict[str, Any]:
+        """Install on every workspace that does not have the add-on yet, ``concurrency`` at a time.
+
+        As when many admins install from the marketplace at once: the manifest is fetched once,
+        then each workspace gets its own INSTALLED call. A failed install is reported, not raised.
+        """
+        manifest = await self.checked_manifest(addon_url)
+        key = str(manifest["key"])
+        have = {i.workspace_id for i in self.installations.values() if i.addon_key == key}
+        todo = [ws_id for ws_id in self.sim.workspaces if ws_id not in have]
+        gate = asyncio.Semaphore(concurrency)
+        failed: list[dict[str, str]] = []
+
+        async def one(ws_id: str) -> None:
+            async with gate:
+                try:
+                    await self.install_manifest(manifest, workspace_id=ws_id)
+                except ClockifyError as exc:
+                    failed.append({"workspaceId": ws_id, "error": str(exc)})
+
+        await asyncio.gather(*(one(ws_id) for ws_id in todo))
+        return {"installed": len(todo) - len(failed), "skipped": len(have), "failed": failed}
+
+    async def install_manifest(self, manifest: dict[str, Any], *, workspace_id: str | None = None,
+                               as_user: str | None = None) -> Installation:
+        """Install a validated manifest (shared, read only) on one workspace."""
         ws = self.sim.workspace(workspace_id)
         key = str(manifest["key"])
-        if any(i.addon_key == key and i.workspace_id == ws.id for i in self.installations.values()):
+        if any(i.addon_key == key for i in self.of_workspace(ws.id)):
             raise Conflict(f"Add-on {key!r} is already installed on workspace {ws.id}")
         user = as_user or ws.owner_id
         if user not in ws.users:
             raise NotFound(f"No user {user} in workspace {ws.id}")
         now = int(self.sim.clock())
         addon_id = ws.new_id("addon", now)
-        signer = TokenSigner(self.sim.keys.private_pem, key, clock=self.sim.clock)
+        signer = self._signers.get(key)
+        if signer is None:
+            signer = self._signers[key] = TokenSigner(self.sim.keys.private_pem, key, clock=self.sim.clock)
         urls = self.sim.urls
         token = signer.installation_token(ws.id, addon_id, user_id=ws.owner_id, backend_url=urls.backend,
                                           reports_url=urls.reports, pto_url=urls.pto)
@@ -180,6 +231,7 @@ class Marketplace:
                                               token=signer.webhook_token(ws.id, addon_id, extra={"jti": wid})))
         self.sim.tokens.add(token, Principal("installation", ws.id, ws.owner_id, inst))
         self.installations[addon_id] = inst
+        self._by_workspace.setdefault(ws.id, {})[addon_id] = inst
         payload = {
             "addonId": addon_id,
             "authToken": token,
@@ -203,6 +255,7 @@ class Marketplace:
     async def uninstall(self, addon_id: str) -> Installation:
         inst = self.get(addon_id)
         self._forget(inst)
+        inst.status = "DELETED"
         await self._lifecycle(inst, "DELETED", {"addonId": inst.addon_id, "workspaceId": inst.workspace_id,
                                                 "asUser": inst.as_user})
         return inst
@@ -210,6 +263,7 @@ class Marketplace:
     def _forget(self, inst: Installation) -> None:
         """Clockify revokes the add-on's tokens and drops the webhooks it registered."""
         self.installations.pop(inst.addon_id, None)
+        self._by_workspace.get(inst.workspace_id, {}).pop(inst.addon_id, None)
         self.sim.tokens.revoke_installation(inst.addon_id)
         hooks = self.sim.workspace(inst.workspace_id).webhooks
         for wid in [w for w, hook in hooks.items() if hook.get("_addonId") == inst.addon_id]:
@@ -249,8 +303,29 @@ class Marketplace:
         token = inst.signer.user_token(ws.id, inst.addon_id, user_id=user_id, backend_url=urls.backend,
                                        reports_url=urls.reports, pto_url=urls.pto, workspace_role=role)
         expires = int(self.sim.clock()) + 30 * 60
-        self.sim.tokens.add(token, Principal("user", ws.id, user_id, inst, expires=expires))
+        self.sim.tokens.add(token, Principal("user", ws.id, user_id, inst, expires=expires, role=role))
         return token
+
+    def signed_user_token(self, token: str) -> Principal | None:
+        """A user token signed with the simulator's key but not handed out by :meth:`user_token`
+        (a test or a page signs its own variant): Clockify accepts any user token it signed for a
+        live installation, so the simulator does too, acting with the token's user and role.
+        Expiry is left to the caller, which checks it against the simulated clock."""
+        try:
+            claims = jwt.decode(token, self.sim.keys.public_pem, algorithms=["RS256"], issuer="clockify",
+                                options={"verify_exp": False, "verify_iat": False, "verify_nbf": False})
+        except jwt.PyJWTError:
+            return None
+        inst = self.installations.get(str(claims.get("addonId")))
+        role, user_id, expires = claims.get("workspaceRole"), claims.get("user"), claims.get("exp")
+        if (inst is None or claims.get("workspaceId") != inst.workspace_id or claims.get("sub") != inst.addon_key
+                or not isinstance(role, str) or not isinstance(user_id, str)
+                or user_id not in self.sim.workspace(inst.workspace_id).users):
+            return None
+        principal = Principal("user", inst.workspace_id, user_id, inst,
+                              expires=int(expires) if isinstance(expires, int | float) else None, role=role)
+        self.sim.tokens.add(token, principal)
+        return principal
 
     async def _lifecycle(self, inst: Installation, kind: LifecycleType, payload: dict[str, Any]) -> tuple[int | None, str | None]:
         url = inst.lifecycle_url(kind)

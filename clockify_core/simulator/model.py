@@ -17,6 +17,8 @@ from clockify_core.simulator.ids import IdFactory
 Record = dict[str, Any]
 
 CURRENCY = "USD"
+# Generated workspaces take their currency from this cycle (by index): reports cross currencies.
+CURRENCIES = ("USD", "EUR", "GBP", "CHF")
 
 
 class IdIndex:
@@ -63,6 +65,9 @@ class Workspace:
     entries: TimeEntryStore
     owner_id: str = ""
     currency_id: str = ""
+    currency: str = CURRENCY
+    hourly_rate: int | None = 5000  # cents an hour; the last level of the rate precedence (rates.py)
+    plan: str = "paid"  # "free": Free's rolling 30 requests/hour (docs/clockify.md#rate-limits)
     users: dict[str, Record] = field(default_factory=dict)
     clients: dict[str, Record] = field(default_factory=dict)
     projects: dict[str, Record] = field(default_factory=dict)
@@ -104,30 +109,55 @@ class Workspace:
         return {
             "id": self.id,
             "name": self.name,
-            "hourlyRate": {"amount": 5000, "currency": CURRENCY},
-            "costRate": {"amount": 3000, "currency": CURRENCY},
+            "hourlyRate": None if self.hourly_rate is None else {"amount": self.hourly_rate, "currency": self.currency},
+            "costRate": {"amount": 3000, "currency": self.currency},
             "memberships": [
-                {"userId": uid, "hourlyRate": None, "costRate": None, "targetId": self.id,
+                {"userId": uid, "hourlyRate": _workspace_membership(u).get("hourlyRate"), "costRate": None,
+                 "targetId": self.id,
                  "membershipType": "WORKSPACE", "membershipStatus": _membership_status(u)}
                 for uid, u in self.users.items()
             ],
-            "workspaceSettings": {"timeRoundingInReports": False, "onlyAdminsSeeBillableRates": True,
-                                  "onlyAdminsCreateProject": True, "onlyAdminsSeeDashboard": False,
-                                  "defaultBillableProjects": True, "lockTimeEntries": None,
-                                  "forceProjects": False, "forceTasks": False, "forceTags": False,
-                                  "forceDescription": False, "trackTimeDownToSecond": True,
-                                  "projectFavorites": True, "canSeeTimeSheet": True, "canSeeTracker": True,
-                                  "timeTrackingMode": "DEFAULT", "isProjectPublicByDefault": True},
+            "workspaceSettings": workspace_settings(),
             "imageUrl": "",
-            "featureSubscriptionType": "PRO_YEAR_2021",
+            "featureSubscriptionType": "FREE" if self.plan == "free" else "PRO_YEAR_2021",
             "features": ["CUSTOM_FIELDS", "EXPENSES", "INVOICING", "TIME_OFF", "APPROVAL", "SCHEDULING"],
-            "currencies": [{"id": self.currency_id, "code": CURRENCY, "isDefault": True}],
+            "currencies": [{"id": self.currency_id, "code": self.currency, "isDefault": True}],
             "subdomain": {"name": "", "enabled": False},
             "cakeOrganizationId": self.new_id_stable("cake"),
         }
 
     def new_id_stable(self, kind: str) -> str:
         return IdFactory(self.seed, self.index, kind).next(0x60000000)
+
+
+def workspace_settings() -> Record:
+    """All 33 fields of the spec's ``WorkspaceSettingsDtoV1``, with a new workspace's values.
+
+    ``adminOnlyPages`` is a list (the spec types it as one enum value; its example is a list),
+    and ``automaticLock``/``lockTimeEntries`` are null while no lock is set.
+    """
+    return {
+        "activeBillableHours": True, "adminOnlyPages": [], "automaticLock": None,
+        "canSeeTimeSheet": True, "canSeeTracker": True, "currencyFormat": "CURRENCY_SPACE_VALUE",
+        "defaultBillableProjects": True, "durationFormat": "FULL",
+        "entityCreationPermissions": {"whoCanCreateProjectsAndClients": "ADMINS", "whoCanCreateTags": "EVERYONE",
+                                      "whoCanCreateTasks": "EVERYONE"},
+        "forceDescription": False, "forceProjects": False, "forceTags": False, "forceTasks": False,
+        "isProjectPublicByDefault": True, "lockTimeEntries": None, "lockTimeZone": None,
+        "multiFactorEnabled": False, "numberFormat": "COMMA_PERIOD", "onlyAdminsCanChangeBillableStatus": False,
+        "onlyAdminsCreateProject": True, "onlyAdminsCreateTag": False, "onlyAdminsCreateTask": False,
+        "onlyAdminsSeeAllTimeEntries": False, "onlyAdminsSeeBillableRates": True, "onlyAdminsSeeDashboard": False,
+        "onlyAdminsSeePublicProjectsEntries": False, "projectFavorites": True, "projectGroupingLabel": "client",
+        "projectPickerSpecialFilter": False, "round": {"minutes": "0", "round": "Round to nearest"},
+        "timeRoundingInReports": False, "timeTrackingMode": "DEFAULT", "trackTimeDownToSecond": True,
+    }
+
+
+def _workspace_membership(user: Record) -> Record:
+    for m in user.get("memberships", ()):
+        if m.get("membershipType") == "WORKSPACE":
+            return dict(m)
+    return {}
 
 
 def _membership_status(user: Record) -> str:

@@ -166,7 +166,7 @@ class Operations:
         ws.clients[cid] = {"id": cid, "name": name, "workspaceId": ws.id, "archived": False,
                            "address": body.get("address") or "", "email": body.get("email") or "",
                            "note": body.get("note") or "", "ccEmails": [], "currencyId": ws.currency_id,
-                           "currencyCode": "USD"}
+                           "currencyCode": ws.currency}
         self.emit(ws, "NEW_CLIENT", render.client_webhook(ws.clients[cid]))
         return ws.clients[cid]
 
@@ -201,7 +201,9 @@ class Operations:
         pid = ws.new_id("project", self.now())
         billable = bool(body.get("billable", False))
         ws.projects[pid] = {
-            "id": pid, "name": name, "hourlyRate": {"amount": rate, "currency": "USD"}, "costRate": None,
+            # Without a rate of its own the project inherits the member's or workspace's (rates.py).
+            "id": pid, "name": name, "costRate": None,
+            "hourlyRate": None if body.get("hourlyRate") is None else {"amount": rate, "currency": ws.currency},
             "clientId": client_id, "clientName": ws.clients[client_id]["name"] if client_id else "",
             "workspaceId": ws.id, "billable": billable, "memberships": [],
             "color": body.get("color") or "#03A9F4", "estimate": {"estimate": "PT0S", "type": "AUTO"},
@@ -229,7 +231,7 @@ class Operations:
             project["clientId"] = client_id
             project["clientName"] = ws.clients[client_id]["name"] if client_id else ""
         if body.get("hourlyRate"):
-            project["hourlyRate"] = {"amount": _amount(body), "currency": "USD"}
+            project["hourlyRate"] = {"amount": _amount(body), "currency": ws.currency}
         self.emit(ws, "PROJECT_UPDATED", render.project_webhook(ws, project))
         return project
 

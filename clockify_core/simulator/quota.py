@@ -1,7 +1,7 @@
 """The Free-plan quota: at most N requests in any rolling hour, per workspace.
 
 Clockify limits newly created Free-plan workspaces to 30 API requests per hour for the
-whole workspace (REFERENCE §6). A token bucket with a 30-token burst and a 30/h refill
+whole workspace (docs/clockify.md#rate-limits). A token bucket with a 30-token burst and a 30/h refill
 would admit about 60 in the first hour; a rolling window admits exactly N in any 3,600 s.
 """
 
@@ -18,6 +18,7 @@ class RollingWindow:
         self.clock = clock
         self.window = window
         self._admitted: dict[str, deque[float]] = {}
+        self.peak = 0  # most admissions any key had within one window
 
     def try_acquire(self, key: str, limit: int) -> float:
         """0 and one request counted when ``key`` has room, else the seconds until it has."""
@@ -27,6 +28,7 @@ class RollingWindow:
             times.popleft()
         if len(times) < limit:
             times.append(now)
+            self.peak = max(self.peak, len(times))
             return 0.0
         # The limit may have been lowered at runtime: wait for the oldest that makes room.
         return times[len(times) - limit] + self.window - now
@@ -34,3 +36,4 @@ class RollingWindow:
     def clear(self) -> None:
         """Forget every admission (the limits were reconfigured)."""
         self._admitted.clear()
+        self.peak = 0

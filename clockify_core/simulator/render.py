@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from clockify_core.simulator.rates import applied_rate, earned
+
 if TYPE_CHECKING:
     from clockify_core.simulator.model import Record, Workspace
 
@@ -12,7 +14,11 @@ _DATE_CACHE: dict[int, str] = {}
 
 
 def iso(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 ``date-time`` in UTC. ``strftime("%Y")`` does not pad years below 1000
+    (``197-02-15``), which no date-time parser accepts."""
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+            f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}Z")
 
 
 def iso_duration(seconds: int) -> str:
@@ -75,10 +81,10 @@ def _custom_values(ws: Workspace, row: int, entry_id: str) -> list[dict[str, Any
 
 
 def _rates(ws: Workspace, row: int) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The entry's ``hourlyRate`` (the rate Clockify applied, for billable entries) and ``costRate``."""
     store = ws.entries
-    pid = ws.project_ix.id(store.project[row])
-    project = ws.projects.get(pid) if pid else None
-    hourly = project["hourlyRate"] if project and store.is_billable(row) else None
+    rate = applied_rate(ws, row) if store.is_billable(row) else None
+    hourly = None if rate is None else {"amount": rate, "currency": ws.currency}
     user = ws.users.get(ws.user_ix.ids[store.user[row]])
     cost = user["memberships"][0]["costRate"] if user and user.get("memberships") else None
     return hourly, cost
@@ -151,6 +157,7 @@ def report_entry(ws: Workspace, row: int) -> dict[str, Any]:
     seconds = 0 if end is None else end - start
     rate = hourly["amount"] if hourly else 0
     cost_rate = cost["amount"] if cost else 0
+    amount = earned(rate, seconds)  # what Clockify's report shows: billable entries only
     tag_ids = [ws.tag_ix.ids[t] for t in store.tag_sets[store.tags[row]]]
     return {
         "_id": entry_id,
@@ -165,12 +172,12 @@ def report_entry(ws: Workspace, row: int) -> dict[str, Any]:
         "type": "REGULAR",
         "isLocked": bool(store.flags[row] & 4),
         "locked": bool(store.flags[row] & 4),
-        "currency": "USD",
-        "amount": rate * seconds // 3600,
+        "currency": ws.currency,
+        "amount": amount,
         "rate": rate,
         "earnedRate": rate,
         "costRate": cost_rate,
-        "costAmount": cost_rate * seconds // 3600,
+        "costAmount": earned(cost_rate, seconds),
         "projectName": project["name"] if project else None,
         "projectColor": project["color"] if project else None,
         "clientName": (project["clientName"] or None) if project else None,
@@ -225,10 +232,9 @@ def project_webhook(ws: Workspace, record: Record) -> dict[str, Any]:
 
 
 def project_api(record: Record) -> dict[str, Any]:
-    body = dict(record)
-    body["isPublic"] = record["public"]
-    body["isTemplate"] = record["template"]
-    return body
+    """``ProjectDtoImplV1``. ``isPublic`` and ``isTemplate`` are write-only in the spec: a
+    request may send them, a response carries ``public`` and ``template`` instead."""
+    return dict(record)
 
 
 def user_brief(record: Record) -> dict[str, Any]:

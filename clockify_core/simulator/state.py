@@ -26,7 +26,7 @@ from clockify_core.simulator.auth import Principal, TokenRegistry
 from clockify_core.simulator.config import SimulatorConfig
 from clockify_core.simulator.delivery import DeliveryService, Target
 from clockify_core.simulator.faults import FaultInjector
-from clockify_core.simulator.generate import generate_workspace
+from clockify_core.simulator.generate import fleet_member, generate_workspace
 from clockify_core.simulator.marketplace import Marketplace
 from clockify_core.simulator.model import Workspace, ts
 from clockify_core.simulator.ops import Operations
@@ -100,6 +100,9 @@ class Simulator:
         self.traffic = TrafficRunner(self)
         self.stats: Counter[str] = Counter()
         self.requests: deque[ApiRequest] = deque(maxlen=REQUEST_LOG_LIMIT)
+        # Per workspace, unbounded by time (the log above keeps only the latest requests).
+        self.requests_by_workspace: Counter[str] = Counter()
+        self.throttled_by_workspace: Counter[str] = Counter()
         self._transport = transport
         self._mounts = dict(mounts or {})
         self._http: httpx.AsyncClient | None = None
@@ -110,14 +113,16 @@ class Simulator:
     def generate(self) -> None:
         """(Re)build every workspace from the seed; credentials are reissued."""
         self.tokens = TokenRegistry()
-        self.marketplace.installations.clear()
+        self.marketplace.clear()
         anchor = ts(self.config.anchor)
         self.workspaces = {}
-        for i in range(self.config.scale.workspaces):
-            ws = generate_workspace(self.config.seed, i, self.config.scale, anchor)
+        scale, fleet = self.config.scale, self.config.fleet
+        for i in range(scale.workspaces):
+            own, plan = fleet_member(self.config.seed, i, scale, fleet) if fleet else (scale, "paid")
+            ws = generate_workspace(self.config.seed, i, own, anchor, plan)
             self.workspaces[ws.id] = ws
             for uid, key in ws.api_keys.items():
-                self.tokens.add(key, Principal("api_key", ws.id, uid))
+                self.tokens.add(key, Principal("api_key", ws.id, uid, role="OWNER" if uid == ws.owner_id else "USER"))
 
     def workspace(self, workspace_id: str | None = None) -> Workspace:
         if workspace_id is None:
@@ -168,8 +173,8 @@ class Simulator:
     # webhooks ---------------------------------------------------------------------------
     def targets(self, workspace_id: str, event: str, body: Mapping[str, Any]) -> list[Target]:
         out: list[Target] = []
-        for inst in self.marketplace.installations.values():
-            if inst.workspace_id != workspace_id or inst.status != "ACTIVE":
+        for inst in self.marketplace.of_workspace(workspace_id):
+            if inst.status != "ACTIVE":
                 continue
             out.extend(Target(w.id, w.url, w.token, "ADDON", inst.addon_id) for w in inst.webhooks if w.event == event)
         ws = self.workspaces.get(workspace_id)
@@ -197,14 +202,21 @@ class Simulator:
         rl = self.config.rate_limit
         if not rl.enabled:
             return 0.0
-        if rl.plan == "free":
+        ws = self.workspaces.get(principal.workspace_id)
+        if rl.plan == "free" or (ws is not None and ws.plan == "free"):
             # Free workspaces: 30 requests in any hour for the whole workspace, whoever calls.
-            return self.free_quota.try_acquire(principal.workspace_id, rl.free_per_hour)
+            wait = self.free_quota.try_acquire(principal.workspace_id, rl.free_per_hour)
+            if wait:
+                self.stats["free_quota.429"] += 1
+            return wait
         return await self.limiter.try_acquire(principal.rate_key, limit=Limit(rl.rate, rl.burst))
 
     def log_request(self, principal: Principal, method: str, path: str, *, throttled: bool) -> None:
         """Remember an API request (what add-ons really sent, for rate checks across instances)."""
         addon_id = principal.installation.addon_id if principal.installation else None
+        self.requests_by_workspace[principal.workspace_id] += 1
+        if throttled:
+            self.throttled_by_workspace[principal.workspace_id] += 1
         self.requests.append(ApiRequest(self.clock(), method, path, principal.workspace_id, principal.user_id,
                                         addon_id, throttled))
 

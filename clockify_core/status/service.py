@@ -13,6 +13,7 @@ from clockify_core.jobs.models import Job
 from clockify_core.lifecycle.models import Installation, SubscriptionStatus
 from clockify_core.lifecycle.repository import subscriptions
 from clockify_core.sync.models import SyncState
+from clockify_core.sync.state import unavailable_status
 from clockify_core.tiers import ServiceProfile
 from clockify_core.webhooks import inbox
 from clockify_core.webhooks.models import InboxEvent
@@ -61,6 +62,15 @@ class SyncRead(BaseModel):
     last_error: str | None
     parked_until: datetime | None
     parked_reason: str | None
+    # Set when Clockify does not offer this data to the workspace (the status it answered,
+    # e.g. 404); ``parked_until`` is then the next check, and nothing is wrong.
+    unavailable_status: int | None = None
+
+    @classmethod
+    def of(cls, row: SyncState) -> SyncRead:
+        read = cls.model_validate(row, from_attributes=True)
+        read.unavailable_status = unavailable_status(row.parked_reason)
+        return read
 
 
 class EventRead(BaseModel):
@@ -138,7 +148,7 @@ async def workspace_status(session: AsyncSession, installation: Installation, pr
         webhooks=await coverage(session, workspace_id, profile),
         inbox=await inbox.depth(session, workspace_id),
         jobs=[JobRead.model_validate(j, from_attributes=True) for j in jobs],
-        sync=[SyncRead.model_validate(s, from_attributes=True) for s in states],
+        sync=[SyncRead.of(s) for s in states],
         recent_events=[EventRead.model_validate(e, from_attributes=True) for e in events],
         last_events=await last_events(session, workspace_id),
     )

@@ -22,7 +22,8 @@ primary key, so writing a page twice changes nothing: pulls never duplicate.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -93,12 +94,23 @@ class BulkWriter:
         dialect: str,
         metrics: Metrics | None = None,
         direct: bool = False,
+        guard: Callable[[AsyncSession], Awaitable[None]] | None = None,
     ) -> None:
         self.sessions = sessions
         self.dialect = dialect
         self.metrics = metrics
+        # Awaited first in every write transaction (a job's JobContext.ensure_live): it raises
+        # to write nothing once the job was cancelled, and holds off a concurrent uninstall.
+        self.guard = guard
         # Optimistic loading (bootstrap, backfill): see the module doc.
         self.direct = direct and dialect == "postgresql"
+
+    @contextlib.asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessions.begin() as session:
+            if self.guard is not None:
+                await self.guard(session)
+            yield session
 
     def prepare(
         self, kind: str, workspace_id: str, bodies: Sequence[Body], *, written_by: str, now: datetime | None = None
@@ -141,7 +153,7 @@ class BulkWriter:
             return await self._write_sqlite(kind, workspace_id, list(prepared.values()), written_by=written_by)
         target = _pg_table(kind)
         records = list(prepared.values())
-        async with self.sessions.begin() as session:
+        async with self._begin() as session:
             # The first statement also opens the transaction the COPY then joins.
             await session.execute(target.create)
             connection = await session.connection()
@@ -173,7 +185,7 @@ class BulkWriter:
         chunk = max(1, _SQLITE_PARAMS // columns)
         written = 0
         now = utcnow()
-        async with self.sessions.begin() as session:
+        async with self._begin() as session:
             writer = MirrorWriter(session, metrics=self.metrics)
             for at in range(0, len(bodies), chunk):
                 written += await writer.upsert_snapshots(
@@ -186,7 +198,7 @@ class BulkWriter:
         if not ids:
             return 0
         count = 0
-        async with self.sessions.begin() as session:
+        async with self._begin() as session:
             writer = MirrorWriter(session, metrics=self.metrics)
             for at in range(0, len(ids), 1000):
                 count += await writer.mark_deleted(kind, workspace_id, ids[at : at + 1000], written_by=written_by)
@@ -223,7 +235,7 @@ class BulkWriter:
             listed = list(user_ids)
             groups = [listed[i:i + _ID_CHUNK] for i in range(0, len(listed), _ID_CHUNK)]
         count = 0
-        async with self.sessions.begin() as session:
+        async with self._begin() as session:
             for group in groups:
                 where = clauses if group is None else [*clauses, table.c.user_id.in_(group)]
                 result = await session.execute(

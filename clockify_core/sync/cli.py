@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import typer
@@ -24,11 +24,14 @@ from clockify_core.config import ServiceSettings
 from clockify_core.db import create_engine, create_session_factory
 from clockify_core.errors import ClockifyError
 from clockify_core.jobs.models import Job, JobKind, JobStatus
+from clockify_core.startup import database_lines
 from clockify_core.sync import service
 from clockify_core.tiers import ServiceProfile
 
 FINAL = {JobStatus.DONE.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value}
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]
+# ``--run`` stops waiting for jobs deferred longer than this (a rate-limit pause, a parked workspace).
+DEFERRED_HORIZON = timedelta(seconds=60)
 
 
 def _describe(job: Job) -> str:
@@ -53,6 +56,8 @@ def _line(job: Job) -> str:
 async def _follow(sessions: Any, ids: Sequence[int], console: Console, *, done: asyncio.Event | None = None) -> bool:
     """Show the jobs until each is DONE, FAILED or CANCELLED; True when all are DONE."""
     last: dict[int, str] = {}
+    stopped = False
+    jobs: Sequence[Job] = []
     with contextlib.ExitStack() as stack:
         bars: Progress | None = None
         tasks: dict[int, TaskID] = {}
@@ -79,15 +84,31 @@ async def _follow(sessions: Any, ids: Sequence[int], console: Console, *, done: 
                         last[job.id] = line
                         console.print(line, highlight=False, soft_wrap=True)
             if jobs and all(j.status in FINAL for j in jobs):
-                if bars is not None:
-                    for job in jobs:
-                        if job.error:
-                            console.print(_line(job), highlight=False, soft_wrap=True)
-                return all(j.status == JobStatus.DONE for j in jobs)
-            if done is not None and done.is_set() and not any(j.status == JobStatus.QUEUED for j in jobs):
-                # the local runner stopped with jobs it could not finish (e.g. deferred)
-                return False
-            await asyncio.sleep(0.5)
+                break
+            if stopped:
+                break  # the local runner stopped with jobs it could not finish (deferred): said below
+            # Read once more after the runner stops: the jobs read above may predate its last step.
+            stopped = done is not None and done.is_set()
+            if not stopped:
+                await asyncio.sleep(0.5)
+    # The final state of each job, whatever the display: DONE or FAILED, rows, duration, error.
+    for job in jobs:
+        console.print(_final_line(job), highlight=False, soft_wrap=True)
+    return bool(jobs) and all(j.status == JobStatus.DONE for j in jobs)
+
+
+def _final_line(job: Job) -> str:
+    p = job.progress or {}
+    line = f"{job.kind} job {job.id} for workspace {job.workspace_id}: {job.status}, {p.get('rows', 0)} rows"
+    if job.status in FINAL and job.started_at is not None and job.finished_at is not None:
+        line += f" in {(job.finished_at - job.started_at).total_seconds():.1f}s"
+    elif job.status == JobStatus.QUEUED:
+        line += f", deferred until {job.run_after:%Y-%m-%d %H:%M:%S} UTC (a worker resumes it)"
+    elif job.status not in FINAL:
+        line += f", {p.get('percent', 0)}% (not finished)"
+    if job.error:
+        line += f"; error: {job.error[:200]}"
+    return line
 
 
 async def _queue(
@@ -128,17 +149,19 @@ async def _run_here(settings: ServiceSettings, profile: ServiceProfile, kind: st
         stopped = asyncio.Event()
 
         async def runner() -> None:
+            # Runs the jobs it can claim; jobs another worker holds (a web process's own workers
+            # on the same database) are waited for, not given up on. Stops when every job is
+            # final, or when those left are deferred past DEFERRED_HORIZON.
             try:
-                idle = 0
-                while idle < 3:
+                while True:
                     if await run_one(runtime, kinds=(kind,)):
-                        idle = 0
                         continue
                     async with runtime.sessions() as session:
                         jobs = await service.list_jobs(session, ids=ids, limit=len(ids))
-                    if all(j.status in FINAL for j in jobs):
+                    pending = [j for j in jobs if j.status not in FINAL]
+                    horizon = datetime.now(UTC) + DEFERRED_HORIZON
+                    if all(j.status == JobStatus.QUEUED and j.run_after > horizon for j in pending):
                         return
-                    idle += 1
                     await asyncio.sleep(0.3)
             finally:
                 stopped.set()
@@ -150,12 +173,19 @@ async def _run_here(settings: ServiceSettings, profile: ServiceProfile, kind: st
             await task
 
 
-def _exit(work: Callable[[], Any]) -> None:
-    """Run a command's coroutine; kit errors (unknown workspace, bad dates) end it with their detail."""
+def _exit(work: Callable[[], Any], settings: Callable[[], ServiceSettings]) -> None:
+    """Run a command's coroutine; kit errors (unknown workspace, bad dates) end it with their detail,
+    an unreachable database with one line naming its variable."""
     try:
         code = asyncio.run(work())
     except ClockifyError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    except Exception as exc:
+        lines = asyncio.run(database_lines(exc, settings()))
+        if lines is None:
+            raise
+        typer.echo("\n".join(lines), err=True)
         raise typer.Exit(2) from exc
     raise typer.Exit(code)
 
@@ -172,7 +202,7 @@ def add_sync_commands(cli: typer.Typer, settings: Callable[[], ServiceSettings],
         wait: bool = wait_opt,
     ) -> None:
         """Queue a bootstrap: pull every list endpoint in scope (and time entries) into the mirror."""
-        _exit(lambda: _queue(settings(), profile, JobKind.BOOTSTRAP, workspaces or [], {}, run=run, wait=wait))
+        _exit(lambda: _queue(settings(), profile, JobKind.BOOTSTRAP, workspaces or [], {}, run=run, wait=wait), settings)
 
     @cli.command()
     def sync(
@@ -183,7 +213,7 @@ def add_sync_commands(cli: typer.Typer, settings: Callable[[], ServiceSettings],
     ) -> None:
         """Queue an incremental sync now (the scheduler also runs them every N minutes)."""
         params: dict[str, Any] = {"reason": "operator", **({"reference": True} if reference else {})}
-        _exit(lambda: _queue(settings(), profile, JobKind.SYNC, workspaces or [], params, run=run, wait=wait))
+        _exit(lambda: _queue(settings(), profile, JobKind.SYNC, workspaces or [], params, run=run, wait=wait), settings)
 
     @cli.command()
     def backfill(
@@ -202,7 +232,7 @@ def add_sync_commands(cli: typer.Typer, settings: Callable[[], ServiceSettings],
             params = service.backfill_params(since, until, window)  # type: ignore[arg-type]  # checked above
             return await _queue(settings(), profile, JobKind.BACKFILL, workspaces or [], params, run=run, wait=wait)
 
-        _exit(work)
+        _exit(work, settings)
 
     @cli.command()
     def jobs(
@@ -213,7 +243,7 @@ def add_sync_commands(cli: typer.Typer, settings: Callable[[], ServiceSettings],
         watch: bool = typer.Option(False, "--watch", help="Follow queued and running jobs until they finish"),
     ) -> None:
         """List jobs, newest first, with their progress."""
-        _exit(lambda: _jobs(settings(), workspace=workspace, kind=kind, status=status, limit=limit, watch=watch))
+        _exit(lambda: _jobs(settings(), workspace=workspace, kind=kind, status=status, limit=limit, watch=watch), settings)
 
 
 async def _jobs(settings: ServiceSettings, *, workspace: str | None, kind: str | None, status: str | None,

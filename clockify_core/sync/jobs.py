@@ -4,6 +4,13 @@ Registered in :func:`clockify_core.app.setup_runtime`. Each is resumable: what i
 is saved in the job's cursor (``JobContext.checkpoint``), so a crashed or deferred job
 continues where it stopped, and since every write is an idempotent upsert, redoing the
 unfinished window neither loses nor duplicates a row.
+
+Bootstrap and backfill work in slices: after ``sync.slice_seconds`` they save their
+cursor and go back to the queue (:func:`~clockify_core.sync.run.give_back`), so other
+workspaces' jobs are claimed in between (docs/sync.md, "Fairness"). Bootstrap mirrors
+the recent ``sync.bootstrap_days`` first, then queues a backfill of the whole history
+(the ``history_months`` setting caps it), which the queue runs after every other
+workspace's bootstraps and syncs.
 """
 
 from __future__ import annotations
@@ -20,13 +27,14 @@ from clockify_core.db.base import utcnow
 from clockify_core.jobs import queue
 from clockify_core.jobs.models import JobKind
 from clockify_core.jobs.worker import JobContext
+from clockify_core.lifecycle.settings import BACKFILL_MONTHS, HISTORY_MONTHS, number
 from clockify_core.mirror.mapping import parse_time
 from clockify_core.runtime import Runtime
 from clockify_core.sync import state
 from clockify_core.sync.endpoints import reference_endpoints
 from clockify_core.sync.models import WORKSPACE_KIND
 from clockify_core.sync.reference import due, pull_reference, pull_workspace
-from clockify_core.sync.run import BadParams, Pull, guarded, int_setting
+from clockify_core.sync.run import BadParams, Pull, give_back, guarded
 from clockify_core.sync.scheduler import next_run
 from clockify_core.sync.service import EARLIEST
 from clockify_core.sync.timeentries import (
@@ -38,6 +46,9 @@ from clockify_core.sync.timeentries import (
     merge_days,
     windows,
 )
+
+# A backfill with this parameter walks back from ``until`` through the whole history.
+HISTORY_ALL = "all"
 
 log = structlog.get_logger(__name__)
 
@@ -60,12 +71,16 @@ def months_before(moment: datetime, months: int) -> datetime:
 async def _pull_windows(
     pull: Pull, since: datetime, until: datetime, unit: Window, *, cursor_key: str, done_before: int = 0,
     total_before: int = 0, started: datetime | None = None,
-) -> int:
+) -> bool:
     """Pull ``[since, until)`` window by window and save ``cursor[cursor_key]`` as they commit.
 
     ``sync.window_concurrency`` windows are in flight at once, so one window's first
     page and last writes overlap the next one's; the cursor only moves past windows
     that are written and every window before them too, so a crash never leaves a gap.
+
+    Returns whether every window is done: once the slice is over (:meth:`Pull.slice_over`)
+    no further window is started, those in flight finish, and False says the caller
+    should give the worker back (the cursor then covers exactly the windows written).
     """
     ctx = pull.ctx
     done_until = _time(ctx.cursor.get(cursor_key)) or since
@@ -75,17 +90,18 @@ async def _pull_windows(
     started = started or utcnow()
     finished: set[int] = set()
     committed = 0
-    rows = 0
     lock = asyncio.Lock()
     queue = iter(enumerate(remaining))
+    stopped = False
 
     async def worker() -> None:
-        nonlocal committed, rows
+        nonlocal committed, stopped
         for index, (window_start, window_end) in queue:
+            if stopped:
+                return
             pull.progress.step(KIND, window=f"{window_start.date()}..{window_end.date()}")
             result = await puller.pull(window_start, window_end, run_started=started)
             async with lock:
-                rows += result.rows
                 finished.add(index)
                 moved = committed
                 while committed in finished:
@@ -95,6 +111,7 @@ async def _pull_windows(
                     done = len(every) - len(remaining) + committed
                     pull.progress.fraction(done_before + done, total_before + len(every))
                     await ctx.checkpoint({**ctx.cursor, cursor_key: remaining[committed - 1][1].isoformat()})
+                    stopped = stopped or (committed < len(remaining) and pull.slice_over())
 
     tasks = [asyncio.create_task(worker()) for _ in range(max(1, pull.config.window_concurrency))]
     try:
@@ -104,7 +121,7 @@ async def _pull_windows(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-    return rows
+    return committed == len(remaining)
 
 
 async def together(*steps: Coroutine[Any, Any, None]) -> None:
@@ -147,16 +164,21 @@ async def _bootstrap(pull: Pull) -> None:
         pull.progress.fraction(len(done), steps + n_windows)
         await ctx.checkpoint({**ctx.cursor, "done": sorted(done)})
 
+    complete = not pull.syncs_time_entries
+
     async def time_entries() -> None:
+        nonlocal complete
         phase, started = time.monotonic(), utcnow()
         # Running timers first: a window listing that leaves them out (Clockify's report may)
         # must not tombstone rows written after the run began.
         await pull.time_entries().running()
-        await _pull_windows(pull, since, until, config.backfill_window, cursor_key="te_done_until",
-                            done_before=steps, total_before=steps, started=started)
+        complete = await _pull_windows(pull, since, until, config.backfill_window, cursor_key="te_done_until",
+                                       done_before=steps, total_before=steps, started=started)
         ctx.report(time_entry_seconds=round(time.monotonic() - phase, 3))
+        if not complete:
+            return
         total = await pull.writer.count_live(KIND, pull.workspace_id)
-        async with pull.runtime.sessions.begin() as session:
+        async with pull.ctx.transaction() as session:
             # Changes made while bootstrap ran are read by the next sync: it starts here.
             await state.kind_succeeded(session, pull.workspace_id, KIND, started=first_start, rows=pull.progress.rows,
                                        total=total, watermark=first_start)
@@ -169,19 +191,43 @@ async def _bootstrap(pull: Pull) -> None:
         pull_reference(pull, [e for e in todo if e.per_project], on_done=finished),
         *([time_entries()] if pull.syncs_time_entries else []),
     )
-    months = int_setting(pull.installation, "backfill_months", 0)
-    if pull.syncs_time_entries and months > 0 and not ctx.cursor.get("backfill_queued"):
-        async with pull.runtime.sessions.begin() as session:
-            await queue.enqueue(session, pull.workspace_id, JobKind.BACKFILL, {
-                "since": months_before(since, months).isoformat(), "until": since.isoformat(),
-                "window": config.backfill_window,
-            })
+    if not complete:  # the slice ended inside the time entries: the next claim goes on
+        await give_back(pull.runtime, ctx)
+    history = history_backfill(pull.installation.settings, first_start, since, config.backfill_window)
+    if not config.history_backfill and "since" not in (history or {}):
+        history = None  # switched off for the deployment: only a cap the workspace set is fetched
+    if pull.syncs_time_entries and history is not None and not ctx.cursor.get("backfill_queued"):
+        async with pull.ctx.transaction() as session:
+            await queue.enqueue(session, pull.workspace_id, JobKind.BACKFILL, history)
         await ctx.checkpoint({**ctx.cursor, "backfill_queued": True})
         pull.runtime.jobs_wakeup.set()
-    async with pull.runtime.sessions.begin() as session:
+    async with pull.ctx.transaction() as session:
         await state.set_fields(session, pull.workspace_id, WORKSPACE_KIND,
                                next_run_at=next_run(pull.runtime.settings.sync, pull.installation, utcnow()))
     pull.progress.fraction(1, 1)
+
+
+def history_backfill(settings: object, first_start: datetime, since: datetime, window: str) -> dict[str, Any] | None:
+    """The params of the backfill bootstrap queues for the history before ``since``; None for none.
+
+    ``history_months`` (0: all) caps the history, counted back from the install's month;
+    while it is 0, an older ``backfill_months`` above 0 caps it at that many months before
+    ``since`` (as it always did). Without a cap the backfill walks back to the first gap of
+    ``sync.history_gap_months`` months without entries.
+    """
+    months = number(settings, HISTORY_MONTHS)
+    legacy = number(settings, BACKFILL_MONTHS)
+    if months > 0:
+        start: datetime | None = months_before(floor_to(first_start, "day"), months)
+    elif legacy > 0:
+        start = months_before(since, legacy)
+    else:
+        start = None
+    if start is None:
+        return {"until": since.isoformat(), "history": HISTORY_ALL, "window": window}
+    if start >= since:
+        return None
+    return {"since": start.isoformat(), "until": since.isoformat(), "window": window}
 
 
 async def sync(runtime: Runtime, ctx: JobContext) -> None:
@@ -251,7 +297,7 @@ async def incremental(pull: Pull) -> None:
         result = await puller.pull(range_start, range_end, run_started=run_started)
         rows, tombstoned = rows + result.rows, tombstoned + result.tombstoned
     total = await pull.writer.count_live(KIND, ws)
-    async with pull.runtime.sessions.begin() as session:
+    async with pull.ctx.transaction() as session:
         await state.kind_succeeded(session, ws, KIND, started=run_started, rows=rows, total=total,
                                    watermark=run_started)
     pull.progress.ctx.report(deleted=deleted + tombstoned, late_edit_days=len(merge_days(dirty)))
@@ -268,6 +314,9 @@ async def backfill(runtime: Runtime, ctx: JobContext) -> None:
 
 async def _backfill(pull: Pull) -> None:
     ctx = pull.ctx
+    if ctx.params.get("history") == HISTORY_ALL and "since" not in ctx.params:
+        await _walk_back(pull)
+        return
     since = _time(ctx.params.get("since"))
     if since is None or since < EARLIEST:
         raise BadParams(f"backfill needs params.since, not before {EARLIEST.date().isoformat()}")
@@ -278,9 +327,54 @@ async def _backfill(pull: Pull) -> None:
     unit = ctx.params.get("window") or pull.config.backfill_window
     if unit not in ("day", "week", "month", "year"):
         raise BadParams(f"unknown window {unit!r}")
-    await _pull_windows(pull, since, until, unit, cursor_key="done_until")
+    if not await _pull_windows(pull, since, until, unit, cursor_key="done_until"):
+        await give_back(pull.runtime, ctx)
     total = await pull.writer.count_live(KIND, pull.workspace_id)
-    async with pull.runtime.sessions.begin() as session:
+    async with pull.ctx.transaction() as session:
+        await state.set_fields(session, pull.workspace_id, KIND, rows_total=total)
+
+
+async def _walk_back(pull: Pull) -> None:
+    """Mirror the whole history before ``params.until``, newest window first.
+
+    Window by window (``params.window``) back from ``until``; after an empty window the
+    next one spans ``sync.history_gap_months`` at once, and when that is empty too the
+    history is complete (a workspace silent for that long before has nothing older worth
+    a request per month). ``cursor.reached`` (everything from there to ``until`` is
+    written) and ``cursor.last_empty`` make it resumable; progress shows ``history_reached``.
+    """
+    ctx, config = pull.ctx, pull.config
+    until = _time(ctx.params.get("until"))
+    if until is None or until < EARLIEST:
+        raise BadParams(f"a history backfill needs params.until, not before {EARLIEST.date().isoformat()}")
+    unit = ctx.params.get("window") or config.backfill_window
+    if unit not in ("day", "week", "month", "year"):
+        raise BadParams(f"unknown window {unit!r}")
+    reached = _time(ctx.cursor.get("reached")) or until
+    last_empty = bool(ctx.cursor.get("last_empty"))
+    puller = pull.time_entries()
+    run_started = utcnow()
+    ctx.report(history_reached=reached.date().isoformat())
+    while reached > EARLIEST:
+        if last_empty:
+            start = months_before(reached, config.history_gap_months)
+        else:
+            start = floor_to(reached - timedelta(microseconds=1), unit)
+        start = max(start, EARLIEST)
+        pull.progress.step(KIND, window=f"{start.date()}..{reached.date()}")
+        result = await puller.pull(start, reached, run_started=run_started)
+        ctx.report(source=result.source)
+        gap = last_empty and result.rows == 0
+        reached, last_empty = start, result.rows == 0
+        ctx.report(history_reached=reached.date().isoformat())
+        await ctx.checkpoint({**ctx.cursor, "reached": reached.isoformat(), "last_empty": last_empty})
+        if gap:
+            break
+        if pull.slice_over():
+            await give_back(pull.runtime, ctx)
+    ctx.report(history_complete=True)
+    total = await pull.writer.count_live(KIND, pull.workspace_id)
+    async with pull.ctx.transaction() as session:
         await state.set_fields(session, pull.workspace_id, KIND, rows_total=total)
 
 

@@ -16,8 +16,8 @@ report row                 time-entry API
 =========================  =====================================================
 
 Rates: the report gives plain amounts, 0 where the API would say null. An hourly rate
-is kept for billable entries with a project (what the API reports), a cost rate when
-it is not 0. Everything the mirror's ``time_entries`` columns read comes out equal for
+is kept for billable entries (what the API reports: the rate Clockify applied, which
+without a project is the member's or the workspace's), a cost rate when it is not 0. Everything the mirror's ``time_entries`` columns read comes out equal for
 both paths; the tests compare them row by row.
 """
 
@@ -91,7 +91,7 @@ def report_entry(row: Mapping[str, Any], workspace_id: str) -> dict[str, Any]:
             if isinstance(field, Mapping)
         ],
         "type": row.get("type"),
-        "hourlyRate": _rate(row.get("rate"), currency, keep_zero=True) if billable is True and project_id else None,
+        "hourlyRate": _rate(row.get("rate"), currency, keep_zero=True) if billable is True else None,
         "costRate": _rate(row.get("costRate"), currency),
         "isLocked": locked if isinstance(locked, bool) else None,
     }

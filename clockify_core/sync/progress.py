@@ -24,6 +24,7 @@ class Progress:
         stored = ctx.progress
         self.pages = int(stored.get("pages", 0))
         self.rows = int(stored.get("rows", 0))
+        self.started_rows = self.rows  # rows of earlier attempts and slices
         self.errors = int(stored.get("errors", 0))
         self._started = time.monotonic()
         self._start_fraction: float | None = None

@@ -60,7 +60,7 @@ async def pull_workspace(pull: Pull) -> None:
     await pull.writer.upsert("workspace", pull.workspace_id, [record], written_by=pull.written_by)
     plan = plan_of(record)
     if plan is not None and plan != pull.installation.subscription_plan:
-        async with pull.runtime.sessions.begin() as session:
+        async with pull.ctx.transaction() as session:
             installation = await session.get(Installation, pull.workspace_id)
             if installation is not None:
                 installation.subscription_plan = plan
@@ -102,12 +102,12 @@ async def _one(pull: Pull, endpoint: Endpoint, on_done: Any) -> None:
         written = await sink.close()
     except ClockifyApiError as exc:
         await sink.abort()
-        async with pull.runtime.sessions.begin() as session:
+        async with pull.ctx.transaction() as session:
             await state.kind_failed(session, ws, endpoint.kind, started=started, error=exc.detail)
             if unavailable(exc):
                 # Not offered to this workspace: look again tomorrow, carry on now.
                 await state.set_fields(session, ws, endpoint.kind, parked_until=utcnow() + UNAVAILABLE_RETRY,
-                                       parked_reason=f"unavailable ({exc.status_code})")
+                                       parked_reason=state.unavailable_reason(exc.status_code))
         if unavailable(exc):
             log.info("sync.endpoint_unavailable", workspace_id=ws, operation=endpoint.operation_id,
                      status=exc.status_code)
@@ -122,7 +122,7 @@ async def _one(pull: Pull, endpoint: Endpoint, on_done: Any) -> None:
     if pull.config.reference_deletions:
         gone = await pull.writer.tombstone_unseen(endpoint.kind, ws, before=started, written_by=pull.written_by)
     total = await pull.writer.count_live(endpoint.kind, ws)
-    async with pull.runtime.sessions.begin() as session:
+    async with pull.ctx.transaction() as session:
         await state.kind_succeeded(session, ws, endpoint.kind, started=started, rows=written, total=total,
                                    watermark=started)
     log.info("sync.endpoint_done", workspace_id=ws, kind=endpoint.kind, rows=written, deleted=gone)

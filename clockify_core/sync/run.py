@@ -16,11 +16,16 @@ afterwards records the outcome on the workspace's ``sync_state`` row:
   (:class:`BadParams`) fail the job at once;
 * a rate-limit wait longer than ``sync.max_rate_wait_seconds`` is not a failure: the
   job goes back to the queue until the budget has refilled and resumes from its cursor.
+
+A long pull (bootstrap, backfill) also goes back to the queue on its own once it has run
+``sync.slice_seconds`` or written ``sync.slice_rows`` rows (:meth:`Pull.slice_over`, :func:`give_back`): due again at once,
+behind every job due before it, so one big workspace never holds a worker for long.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +36,8 @@ from sqlalchemy import update
 from clockify_core.client import WorkspaceApi
 from clockify_core.config import SyncConfig
 from clockify_core.db.base import utcnow
-from clockify_core.errors import ClockifyError, RateLimited, UpstreamError
+from clockify_core.db.failures import describe_failure
+from clockify_core.errors import RateLimited, UpstreamError
 from clockify_core.jobs import queue
 from clockify_core.jobs.models import Job, JobKind, JobStatus
 from clockify_core.jobs.worker import JobContext, JobLost
@@ -85,6 +91,14 @@ class Pull:
         profile = self.runtime.profile
         return profile.sync_time_entries and profile.allows_scope("TIME_ENTRY_READ")
 
+    def slice_over(self) -> bool:
+        """Whether this claim has had its slice (time to :func:`give_back`): ``sync.slice_seconds``
+        of work, or ``sync.slice_rows`` rows written when that is set."""
+        config = self.config
+        if config.slice_rows and self.progress.rows - self.progress.started_rows >= config.slice_rows:
+            return True
+        return time.monotonic() - self.ctx.started >= config.slice_seconds
+
     def time_entries(self) -> TimeEntryPuller:
         report = self.runtime.profile.allows_scope("REPORTS_READ") and bool(self.installation.reports_url)
         return TimeEntryPuller(
@@ -93,28 +107,8 @@ class Pull:
         )
 
 
-def setting(installation: Installation, name: str, default: object) -> object:
-    """A value from the installation's flat settings list (``[{id, name, value}]``)."""
-    for item in installation.settings or ():
-        if isinstance(item, dict) and item.get("id") == name:
-            return item.get("value", default)
-    return default
-
-
-def int_setting(installation: Installation, name: str, default: int) -> int:
-    value = setting(installation, name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return default
-    try:
-        return int(float(value))
-    except ValueError:
-        return default
-
-
 def describe(exc: BaseException) -> str:
-    if isinstance(exc, ClockifyError):
-        return exc.detail
-    return f"{type(exc).__name__}: {exc}"
+    return describe_failure(exc, limit=2000)
 
 
 async def guarded(
@@ -126,7 +120,9 @@ async def guarded(
     if installation is None or installation.status != InstallationStatus.ACTIVE or not installation.auth_token_encrypted:
         ctx.report(skipped="the add-on is not active on this workspace")
         return
-    api = installation_api(runtime, installation)
+    # Every call to Clockify and every write checks first that the job still runs: an
+    # uninstall cancels it, and then nothing is called or written (docs/ARCHITECTURE.md).
+    api = installation_api(runtime, installation, before_send=ctx.ensure_live)
     progress = Progress(ctx, runtime.metrics)
     dialect = runtime.engine.dialect.name
     pull = Pull(
@@ -134,7 +130,7 @@ async def guarded(
         fetcher=Fetcher(api, runtime.settings.sync, runtime.settings.http, progress,
                         max_wait=runtime.settings.sync.max_rate_wait_seconds),
         writer=BulkWriter(runtime.sessions, dialect=dialect, metrics=runtime.metrics,
-                          direct=runtime.settings.sync.direct_copy and written_by in LOADERS),
+                          direct=runtime.settings.sync.direct_copy and written_by in LOADERS, guard=ctx.ensure_live),
         progress=progress, written_by=written_by, started=started,
     )
     try:
@@ -149,7 +145,7 @@ async def guarded(
     except UpstreamError as exc:
         error = describe(exc)
         progress.error(error)
-        async with runtime.sessions.begin() as session:
+        async with ctx.transaction() as session:
             parked = await state.workspace_failed(session, ctx.workspace_id, error, runtime.settings.sync)
         if parked is None:
             raise
@@ -158,7 +154,7 @@ async def guarded(
         progress.error(describe(exc))
         raise
     else:
-        async with runtime.sessions.begin() as session:
+        async with ctx.transaction() as session:
             await state.workspace_succeeded(session, ctx.workspace_id, started=started)
     finally:
         progress.close()
@@ -174,6 +170,17 @@ async def defer(runtime: Runtime, ctx: JobContext, seconds: float, reason: str) 
         await session.execute(update(Job).where(Job.id == ctx.job.id).values(attempts=Job.attempts - 1))
     log.info("sync.deferred", job_id=ctx.job.id, workspace_id=ctx.workspace_id, seconds=round(seconds, 1))
     raise JobLost("deferred until the rate budget refills")
+
+
+async def give_back(runtime: Runtime, ctx: JobContext) -> None:
+    """End this slice: the job is due again now, behind the jobs due before it, cursor kept."""
+    ctx.report(slices=int(ctx.progress.get("slices", 0)) + 1)
+    await ctx.checkpoint()
+    async with runtime.sessions.begin() as session:
+        mine = await queue.requeue(session, ctx.job.id, worker_id=runtime.instance_id)
+    if mine:
+        runtime.jobs_wakeup.set()
+    raise JobLost("slice done: back to the queue")
 
 
 async def fail(runtime: Runtime, ctx: JobContext, error: str, *, parked: bool = False) -> None:

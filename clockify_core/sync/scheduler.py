@@ -25,34 +25,40 @@ allow it (``sync_enabled``, ``sync_interval_minutes``; Free-plan workspaces at m
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.config import SyncConfig
 from clockify_core.jobs import queue
 from clockify_core.jobs.models import Job, JobKind
 from clockify_core.leases import database_now, release_lease, take_lease
 from clockify_core.lifecycle.models import Installation, InstallationStatus
+from clockify_core.lifecycle.settings import SYNC_INTERVAL_MINUTES, flag, number
+from clockify_core.observability.isolation import connection_lost, installation_failed
 from clockify_core.runtime import Runtime
 from clockify_core.sync import state
 from clockify_core.sync.models import WORKSPACE_KIND, SyncState
-from clockify_core.sync.run import FREE_PLAN, int_setting, setting
+from clockify_core.sync.run import FREE_PLAN
 
 log = structlog.get_logger(__name__)
 
 LEASE = "sync-scheduler"
 _BLOCKING = (JobKind.SYNC.value, JobKind.BOOTSTRAP.value)
+# Installations read per query by a tick (docs/sync.md): memory stays flat in their number.
+PAGE = 500
 
 
 def enabled(installation: Installation) -> bool:
-    value = setting(installation, "sync_enabled", True)
-    return value not in (False, "false", "False", 0, "0")
+    return flag(installation.settings, "sync_enabled")
 
 
 def interval_minutes(config: SyncConfig, installation: Installation) -> int:
-    minutes = max(0, int_setting(installation, "sync_interval_minutes", config.interval_minutes))
+    # Within the setting's range whatever the row holds (lifecycle/settings.py); absent: the deployment's default.
+    minutes = number(installation.settings, SYNC_INTERVAL_MINUTES, config.interval_minutes)
     if minutes and installation.subscription_plan == FREE_PLAN:
         # 30 requests an hour: an incremental run costs about five.
         minutes = max(minutes, config.free_plan_interval_minutes)
@@ -74,11 +80,24 @@ def next_run(config: SyncConfig, installation: Installation, now: datetime) -> d
     return min(candidates) if candidates else None
 
 
+def _due(config: SyncConfig, installation: Installation, row: SyncState | None, busy: bool, now: datetime) -> datetime | None:
+    """The workspace's next run after this one when it is due now; None when it is not."""
+    if busy or not enabled(installation):
+        return None
+    if row is not None and row.parked_until is not None and row.parked_until > now:
+        return None
+    if row is not None and row.next_run_at is not None and row.next_run_at > now:
+        return None
+    return next_run(config, installation, now)
+
+
 async def tick(runtime: Runtime, *, now: datetime | None = None) -> list[str] | None:
     """One scheduling round; the workspaces queued, or None when another instance leads.
 
     The lease is judged on the database's clock whatever ``now`` says; ``now`` (default:
-    the database's clock too) only decides which workspaces are due.
+    the database's clock too) only decides which workspaces are due. Each workspace is
+    scheduled on its own: one that fails is logged, counted and skipped
+    (``observability/isolation.py``), the others are queued in the same round.
     """
     config = runtime.settings.sync
     scheduled: list[str] = []
@@ -86,37 +105,79 @@ async def tick(runtime: Runtime, *, now: datetime | None = None) -> list[str] | 
         if not await take_lease(session, LEASE, runtime.instance_id, seconds=config.lease_seconds):
             return None
         now = now or await database_now(session)
-        installations = (
-            await session.execute(select(Installation).where(Installation.status == InstallationStatus.ACTIVE))
-        ).scalars().all()
-        busy = set(
-            (await session.execute(
-                select(Job.workspace_id).where(Job.kind.in_(_BLOCKING), Job.status.in_(queue.ACTIVE_STATUSES))
-            )).scalars()
-        )
-        rows = {
-            s.workspace_id: s
-            for s in (await session.execute(select(SyncState).where(SyncState.kind == WORKSPACE_KIND))).scalars()
-        }
-        for installation in installations:
-            ws = installation.workspace_id
-            row = rows.get(ws)
-            if ws in busy or not enabled(installation):
-                continue
-            if row is not None and row.parked_until is not None and row.parked_until > now:
-                continue
-            if row is not None and row.next_run_at is not None and row.next_run_at > now:
-                continue
-            following = next_run(config, installation, now)
-            if following is None:
-                continue
-            await queue.enqueue(session, ws, JobKind.SYNC, {"reason": "schedule"})
-            await state.set_fields(session, ws, WORKSPACE_KIND, next_run_at=following)
-            scheduled.append(ws)
+        async for installations, rows, busy in _candidates(session, now):
+            scheduled += await _schedule_page(runtime, session, installations, rows, busy, now)
     if scheduled:
         runtime.metrics.sync_scheduled.inc(len(scheduled))
         runtime.jobs_wakeup.set()
         log.info("sync.scheduled", workspaces=len(scheduled))
+    return scheduled
+
+
+async def _candidates(
+    session: AsyncSession, now: datetime
+) -> AsyncIterator[tuple[list[Installation], dict[str, SyncState], set[str]]]:
+    """Active installations whose schedule may be due, :data:`PAGE` at a time (by workspace id).
+
+    The database leaves out those whose ``next_run_at`` is ahead or that are parked, so a
+    tick reads what is due rather than every installation; each page comes with its
+    ``sync_state`` rows and which of its workspaces are syncing or bootstrapping. Pages
+    leave the session once scheduled, so memory does not grow with the installations.
+    """
+    after = ""
+    while True:
+        page = list((await session.execute(
+            select(Installation)
+            .outerjoin(SyncState, and_(SyncState.workspace_id == Installation.workspace_id,
+                                       SyncState.kind == WORKSPACE_KIND))
+            .where(
+                Installation.status == InstallationStatus.ACTIVE,
+                Installation.workspace_id > after,
+                or_(SyncState.next_run_at.is_(None), SyncState.next_run_at <= now),
+                or_(SyncState.parked_until.is_(None), SyncState.parked_until <= now),
+            )
+            .order_by(Installation.workspace_id)
+            .limit(PAGE)
+        )).scalars())
+        if not page:
+            return
+        ids = [i.workspace_id for i in page]
+        busy = set((await session.execute(
+            select(Job.workspace_id).where(Job.workspace_id.in_(ids), Job.kind.in_(_BLOCKING),
+                                           Job.status.in_(queue.ACTIVE_STATUSES))
+        )).scalars())
+        rows = {s.workspace_id: s for s in (await session.execute(
+            select(SyncState).where(SyncState.workspace_id.in_(ids), SyncState.kind == WORKSPACE_KIND)
+        )).scalars()}
+        yield page, rows, busy
+        session.expunge_all()
+        if len(page) < PAGE:
+            return
+        after = ids[-1]
+
+
+async def _schedule_page(
+    runtime: Runtime, session: AsyncSession, installations: list[Installation], rows: dict[str, SyncState],
+    busy: set[str], now: datetime,
+) -> list[str]:
+    config = runtime.settings.sync
+    scheduled: list[str] = []
+    for installation in installations:
+        ws = installation.workspace_id
+        try:
+            following = _due(config, installation, rows.get(ws), ws in busy, now)
+            if following is None:
+                continue
+            # A savepoint of its own: a write refused for this workspace is undone alone.
+            async with session.begin_nested():
+                await queue.enqueue(session, ws, JobKind.SYNC, {"reason": "schedule"})
+                await state.set_fields(session, ws, WORKSPACE_KIND, next_run_at=following)
+        except Exception as exc:
+            if connection_lost(exc):
+                raise
+            installation_failed(runtime.metrics, "sync_scheduler", ws)
+            continue
+        scheduled.append(ws)
     return scheduled
 
 

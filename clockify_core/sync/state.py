@@ -6,6 +6,7 @@ jobs of one workspace (a bootstrap and a sync) can both touch them without racin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +21,21 @@ from clockify_core.sync.models import WORKSPACE_KIND, SyncState
 
 # Parking never lasts longer than this, however often a workspace fails.
 MAX_PARK = timedelta(days=1)
+
+_UNAVAILABLE_REASON = re.compile(r"^unavailable \((\d{3})\)$")
+
+
+def unavailable_reason(status: int | None) -> str:
+    """``parked_reason`` of a kind whose endpoint Clockify does not offer the workspace
+    (a feature it lacks, a 404): not a fault, just looked at again later. ``status`` is the
+    answer's (one of ``fetch.UNAVAILABLE``); an error without one is never called unavailable."""
+    return f"unavailable ({status})"
+
+
+def unavailable_status(reason: str | None) -> int | None:
+    """The HTTP status of an :func:`unavailable_reason`, or None for any other reason."""
+    match = _UNAVAILABLE_REASON.match(reason or "")
+    return int(match.group(1)) if match else None
 
 
 async def ensure(session: AsyncSession, workspace_id: str, kinds: Iterable[str]) -> None:

@@ -22,6 +22,7 @@ from clockify_core.jobs.worker import run_one
 from clockify_core.runtime import Runtime
 from clockify_core.simulator.marketplace import Installation as SimInstallation
 from clockify_core.simulator.testing import InProcessSimulator
+from clockify_core.testing.databases import TEST_MAX_OVERFLOW, TEST_POOL_SIZE
 from clockify_core.webhooks.worker import process_batch
 
 ADDON_URL = "http://addon.test"
@@ -85,7 +86,7 @@ async def installed_addon(
     sim_host = httpx.URL(sim.base_url).host
     defaults: dict[str, Any] = {
         "base_url": base_url,
-        "database": {"url": db_url},
+        "database": {"url": db_url, "pool_size": TEST_POOL_SIZE, "max_overflow": TEST_MAX_OVERFLOW},
         "signing": {"public_key": sim.sim.keys.public_pem.decode()},
         "http": {"allowed_api_hosts": [sim_host], "backoff_base": 0.01, "backoff_max": 0.05},
         "worker": {"enabled": False},

@@ -15,6 +15,16 @@ from clockify_core.db.migrate import upgrade
 DEFAULT_TEST_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
 
+# The suite's PostgreSQL connection budget (README.md, "Tests and PostgreSQL connections").
+# Every app a test starts, in-process (clockify_core/testing/addon.py) or as a subprocess
+# (clockify_core/testing/processes.py), gets this pool: at most 10 connections instead of the
+# production default of 20. The busiest test file starts three service processes at once, so
+# one pytest worker holds at most about 30; the session start checks the server has that many
+# free per worker (TEST_DB_CONNECTIONS_PER_WORKER overrides the figure).
+TEST_POOL_SIZE = 5
+TEST_MAX_OVERFLOW = 5
+CONNECTIONS_PER_WORKER = 30
+
 
 def test_database_url() -> str:
     return os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
@@ -43,6 +53,42 @@ async def postgres_reachable(url: str) -> str | None:
         return f"{type(exc).__name__}: {exc}"
     await conn.close()
     return None
+
+
+def connections_per_worker() -> int:
+    return int(os.environ.get("TEST_DB_CONNECTIONS_PER_WORKER", CONNECTIONS_PER_WORKER))
+
+
+async def connection_shortage(url: str, workers: int) -> str | None:
+    """None when the server at ``url`` has the free connections ``workers`` pytest workers need,
+    else one line saying how many it has and what to do; None too when the server is away (the
+    fixtures report that)."""
+    try:
+        conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=3)
+    except (TimeoutError, OSError, asyncpg.PostgresError):
+        return None
+    try:
+        row = await conn.fetchrow(
+            "SELECT current_setting('max_connections')::int AS max,"
+            " current_setting('superuser_reserved_connections')::int"
+            " + coalesce(nullif(current_setting('reserved_connections', true), ''), '0')::int AS reserved,"
+            " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') - 1 AS used"
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    free = row["max"] - row["reserved"] - row["used"]
+    per_worker = connections_per_worker()
+    need = per_worker * workers
+    if free >= need:
+        return None
+    where = make_url(url).render_as_string(hide_password=True)
+    return (
+        f"PostgreSQL at {where} has {free} free connections (max_connections={row['max']}, "
+        f"{row['reserved']} reserved, {row['used']} in use by others); this run needs {need} "
+        f"({per_worker} per pytest worker x {workers}): run fewer workers (-n 1, or PYTEST_WORKERS=1 "
+        "./scripts/test), free connections, or raise max_connections"
+    )
 
 
 async def create_database(server_url: str, name: str | None = None, *, template: str | None = None) -> str:

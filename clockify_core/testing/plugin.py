@@ -17,7 +17,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from clockify_core.db.partitioning import partition_database
 from clockify_core.testing.databases import (
+    connection_shortage,
     create_database,
     create_migrated_database,
     create_migrated_sqlite,
@@ -26,6 +28,20 @@ from clockify_core.testing.databases import (
     test_database_url,
     test_redis_url,
 )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Fail fast, with one line, when PostgreSQL has too few free connections for this run.
+
+    Runs once: in the xdist controller (for all its workers) or in a plain run; not in workers."""
+    config = session.config
+    if hasattr(config, "workerinput"):
+        return
+    workers = config.getoption("numprocesses", None) if config.pluginmanager.hasplugin("xdist") else None
+    count = workers if isinstance(workers, int) and workers > 0 else 1
+    shortage = asyncio.run(connection_shortage(test_database_url(), count))
+    if shortage:
+        pytest.exit(shortage, returncode=2)
 
 
 def _unavailable(what: str, reason: str) -> None:
@@ -60,6 +76,9 @@ def postgres_template(postgres_server_url: str) -> Iterator[str]:
     """A database migrated to head once per session; tests clone it."""
     name = f"cat_tmpl_{uuid.uuid4().hex[:12]}"
     url = asyncio.run(create_migrated_database(postgres_server_url, name))
+    if partitions := int(os.environ.get("TEST_PG_PARTITIONS", "0")):
+        # The suite on the hash-partitioned mirror (docs/scaling.md): TEST_PG_PARTITIONS=8 pytest ...
+        asyncio.run(partition_database(url, partitions))
     yield name
     asyncio.run(drop_database(url))
 

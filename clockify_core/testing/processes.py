@@ -1,7 +1,8 @@
-"""Run a service as a real subprocess (uvicorn or gunicorn) for boot, scale-out and chaos tests."""
+"""Run a service as a real subprocess (uvicorn, gunicorn or its own ``serve``) for boot, scale-out and chaos tests."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import socket
@@ -14,12 +15,29 @@ from typing import IO
 
 import httpx
 
+from clockify_core.config import ServiceSettings
+from clockify_core.testing.databases import TEST_MAX_OVERFLOW, TEST_POOL_SIZE
+
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def small_pool_env(app_path: str) -> dict[str, str]:
+    """The test pool (clockify_core/testing/databases.py) for the service at ``app_path``
+    (``pkg.main:app``, settings in ``pkg.settings.Settings``) as environment variables."""
+    try:
+        module = importlib.import_module(app_path.partition(".")[0] + ".settings")
+    except ImportError:
+        return {}
+    settings_cls = getattr(module, "Settings", None)
+    if not (isinstance(settings_cls, type) and issubclass(settings_cls, ServiceSettings)):
+        return {}
+    prefix = settings_cls.env_prefixes[0]
+    return {f"{prefix}DATABASE__POOL_SIZE": str(TEST_POOL_SIZE), f"{prefix}DATABASE__MAX_OVERFLOW": str(TEST_MAX_OVERFLOW)}
 
 
 class ServiceProcess:
@@ -38,7 +56,7 @@ class ServiceProcess:
         self.port = port or free_port()
         self.server = server
         self.workers = workers
-        self.env = {**os.environ, **env}
+        self.env = {**os.environ, **small_pool_env(app_path), **env}
         self.log_path = log_path
         self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
@@ -52,6 +70,11 @@ class ServiceProcess:
             return [
                 sys.executable, "-m", "gunicorn", self.app_path, "-c", "python:clockify_core.gunicorn_conf",
                 "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+            ]
+        if self.server == "cli":  # the service's own `serve`, as scripts/run-platform starts it
+            return [
+                sys.executable, "-m", self.app_path.partition(".")[0], "serve", "--host", "127.0.0.1",
+                "--port", str(self.port), "--workers", str(self.workers),
             ]
         return [
             sys.executable, "-m", "uvicorn", self.app_path, "--host", "127.0.0.1", "--port", str(self.port),

@@ -23,7 +23,7 @@ from clockify_core.errors import (
 from clockify_core.security.tokens import unverified_claims
 from clockify_core.ui.session import SessionRead
 
-# Clockify serves its web app from clockify.me and regional/app subdomains (REFERENCE §1).
+# Clockify serves its web app from clockify.me and regional/app subdomains (docs/clockify.md#components).
 CLOCKIFY_FRAME_ANCESTORS = ("https://*.clockify.me", "https://clockify.me")
 
 TABS = (("status", "Status"), ("explorer", "API Explorer"), ("flows", "Flows"))

@@ -1,6 +1,6 @@
 """`GET /ui` (the sidebar component), its assets, and `GET /api/session` for token refresh.
 
-Clockify opens the component as ``{baseUrl}/ui?auth_token=<user token>`` (REFERENCE §1).
+Clockify opens the component as ``{baseUrl}/ui?auth_token=<user token>`` (docs/clockify.md#components).
 The token is verified here before any HTML is sent: a page is only rendered for a valid,
 unexpired token of a workspace where this add-on is installed under the token's
 ``addonId``; anything else gets an error page that holds no data and calls no API.

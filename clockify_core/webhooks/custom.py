@@ -22,6 +22,7 @@ from sqlalchemy import select
 from clockify_core.access import AdminDep
 from clockify_core.deps import RuntimeDep, SessionDep
 from clockify_core.errors import ClockifyError, ConfigurationError, MalformedBody, NotFound
+from clockify_core.lifecycle.limits import reserve_slot
 from clockify_core.lifecycle.models import Installation, InstallationStatus
 from clockify_core.mirror.mapping import without_nul
 from clockify_core.runtime import Runtime
@@ -35,6 +36,13 @@ from clockify_core.security.hmac import (
 )
 from clockify_core.webhooks import inbox
 from clockify_core.webhooks.models import CustomWebhookSource, EventSource
+from clockify_core.webhooks.quota import (
+    QuotaRead,
+    SourceQuota,
+    charge,
+    effective_quota,
+    stored_quota,
+)
 from clockify_core.webhooks.receiver import read_body, single_header
 
 EVENT_TYPE_HEADER = "x-event-type"
@@ -54,6 +62,7 @@ class SourceCreate(BaseModel):
     tolerance_seconds: int = Field(
         300, ge=10, le=86400, description="How far webhook-timestamp may be from now"
     )
+    quota: SourceQuota | None = Field(None, description="Own rate and size quota; omitted = the defaults")
 
     @field_validator("secret")
     @classmethod
@@ -132,6 +141,10 @@ async def list_sources(
 async def create_source(
     body: SourceCreate, user: AdminDep, session: SessionDep, runtime: RuntimeDep
 ) -> SourceWithSecret:
+    # Each source has its own quota, so their number is what bounds a workspace's share.
+    await reserve_slot(session, CustomWebhookSource, user.workspace_id,
+                       runtime.settings.webhooks.max_custom_sources_per_workspace,
+                       "custom webhook sources (WEBHOOKS__MAX_CUSTOM_SOURCES_PER_WORKSPACE)")
     secret = body.secret or generate_secret()
     source = CustomWebhookSource(
         id=uuid.uuid4().hex,
@@ -140,7 +153,7 @@ async def create_source(
         secrets_encrypted=_store_secrets(runtime, [secret]),
         tolerance_seconds=body.tolerance_seconds,
         enabled=True,
-        settings={},
+        settings={"quota": body.quota.model_dump(exclude_none=True)} if body.quota else {},
     )
     session.add(source)
     await session.flush()
@@ -158,6 +171,23 @@ async def rotate_secret(
     secret = generate_secret()
     source.secrets_encrypted = _store_secrets(runtime, [*_secrets(runtime, source), secret])
     return SourceWithSecret(**_read(source, runtime).model_dump(), secret=secret)
+
+
+@manage.get("/{source_id}/quota", summary="The source's rate and size quota (its own values, else the defaults)")
+async def get_quota(
+    source_id: str, user: AdminDep, session: SessionDep, runtime: RuntimeDep
+) -> QuotaRead:
+    source = await _owned(session, user, source_id)
+    return effective_quota(runtime.settings.webhooks, stored_quota(source.settings)).read()
+
+
+@manage.put("/{source_id}/quota", summary="Set the source's quota; members left out take the defaults")
+async def set_quota(
+    source_id: str, body: SourceQuota, user: AdminDep, session: SessionDep, runtime: RuntimeDep
+) -> QuotaRead:
+    source = await _owned(session, user, source_id)
+    source.settings = {**(source.settings or {}), "quota": body.model_dump(exclude_none=True)}
+    return effective_quota(runtime.settings.webhooks, body).read()
 
 
 @manage.delete(
@@ -189,6 +219,8 @@ receive = APIRouter(prefix="/webhooks/custom", tags=["custom webhooks"])
             "description": "Missing or malformed webhook-* headers, stale timestamp or bad signature"
         },
         404: {"description": "Unknown or disabled source"},
+        413: {"description": "The body is larger than the source's max_body_bytes"},
+        429: {"description": "The source is over its request or byte quota (Retry-After says when to retry)"},
     },
 )
 async def receive_custom(
@@ -196,7 +228,6 @@ async def receive_custom(
 ) -> CustomAck:
     counter = runtime.metrics.webhooks_received
     try:
-        body = await read_body(request, runtime.settings.webhooks.max_body_bytes)
         source = await session.get(CustomWebhookSource, source_id) if len(source_id) <= 64 else None
         installation = await session.get(Installation, source.workspace_id) if source else None
         if (
@@ -206,6 +237,8 @@ async def receive_custom(
             or installation.status == InstallationStatus.DELETED
         ):
             raise NotFound("no such custom webhook source")
+        limits = effective_quota(runtime.settings.webhooks, stored_quota(source.settings))
+        body = await read_body(request, limits.max_body_bytes)
         verified = HmacVerifier(
             _secrets(runtime, source), tolerance_seconds=source.tolerance_seconds
         ).verify(
@@ -214,6 +247,8 @@ async def receive_custom(
             timestamp=single_header(request, TIMESTAMP_HEADER),
             signature=single_header(request, SIGNATURE_HEADER),
         )
+        # Charged once signed, before parsing and storing: see quota.py for why this order.
+        await charge(runtime.limiter, source.id, limits, len(body))
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -233,7 +268,7 @@ async def receive_custom(
     except ClockifyError as exc:
         counter.labels(
             "custom",
-            {401: "unauthorized", 404: "not_found", 413: "too_large"}.get(exc.status, "invalid"),
+            {401: "unauthorized", 404: "not_found", 413: "too_large", 429: "rate_limited"}.get(exc.status, "invalid"),
         ).inc()
         raise
     counter.labels("custom", "duplicate" if stored.duplicate else "accepted").inc()

@@ -1,14 +1,17 @@
 """The durable inbox: accept once, claim safely, retry with backoff, dead-letter, replay.
 
-Deduplication. Clockify sends no delivery id, so a delivery is identified by
-(workspace, event type, SHA-256 of the body). Equal bodies can also be genuine
-(an entry edited A → B → A), so the identity is only trusted for a window: the key
-includes a time bucket and an insert is also refused while the previous bucket holds
-the same body. A redelivery within one to two windows is stored once; a later equal
-body is a new event. Applying an event twice is harmless to the mirror (idempotent
-upserts), so the window only has to cover Clockify's retries. A sender that does name
-its deliveries (custom webhooks' ``webhook-id``) passes that ``delivery_id`` instead: the
-key is then (workspace, source, source ref, id), whatever the body and however late.
+Deduplication. Clockify sends no delivery id and no version (docs/clockify.md), so equal
+bodies can be a retry or a genuine change back (a rename A → B → A, delete → restore →
+delete). An event is a redelivery only if it has the event type and the exact body of the
+*latest* event stored for the same entity (``entity_key``; events without one: the same
+event type) and arrives at most ``window`` seconds (``WEBHOOKS__DEDUP_WINDOW_SECONDS``)
+after it; the redelivery is counted on that row (``deliveries``). Any other event of the
+entity in between, or a longer gap, makes an equal body a new event, applied and sent to
+flows again. The unique ``dedup_key`` names the entity's latest event at insert time, so
+two copies of one delivery racing through different writers or instances are stored once.
+A sender that does name its deliveries (custom webhooks' ``webhook-id``) passes that
+``delivery_id`` instead: the key is then (workspace, source, source ref, id), whatever the
+body and however late.
 
 Claiming. Workers claim PENDING rows whose next attempt is due, plus PROCESSING rows
 whose lease expired (their worker died), only for ACTIVE installations, and never an
@@ -28,7 +31,7 @@ from typing import Any, cast
 
 import asyncpg
 import orjson
-from sqlalchemy import Table, and_, exists, func, literal, or_, select, update
+from sqlalchemy import Table, and_, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -41,7 +44,9 @@ from clockify_core.lifecycle.models import (
 )
 from clockify_core.webhooks.models import EventSource, InboxEvent, InboxStatus
 
-DEFAULT_DEDUP_WINDOW = 3600.0
+# Redeliveries are recognised for this long after the first delivery (docs/clockify.md:
+# Clockify documents no retry policy, so the window is a setting, WEBHOOKS__DEDUP_WINDOW_SECONDS).
+DEFAULT_DEDUP_WINDOW = 300.0
 
 
 def _table(model: type[Base]) -> Table:
@@ -57,8 +62,14 @@ def body_digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def dedup_key(workspace_id: str, event_type: str, digest: str, bucket: int) -> str:
-    return hashlib.sha256(f"{workspace_id}|{event_type}|{digest}|{bucket}".encode()).hexdigest()
+def event_key(base: str, previous_id: int | None) -> str:
+    """The dedup key of an event whose stream's latest stored event was ``previous_id``.
+
+    ``base`` names the stream, the event type, the body digest and the event's place among
+    the events of its stream written by one statement (see :meth:`NewEvent.key_base`).
+    PostgreSQL's batch INSERT computes the same hash in SQL.
+    """
+    return hashlib.sha256(f"{base}|{previous_id or 0}".encode()).hexdigest()
 
 
 def delivery_key(workspace_id: str, source: str, source_ref: str | None, delivery_id: str) -> str:
@@ -87,17 +98,18 @@ async def store_event(
 ) -> Stored:
     """Insert an accepted event unless it is a redelivery; the caller commits.
 
-    A redelivery is the same body within ``window``, or with ``delivery_id`` (the sender's
-    own id of the delivery) the same id from the same ``source`` and ``source_ref``.
+    A redelivery is, with ``delivery_id`` (the sender's own id of the delivery), the same id
+    from the same ``source`` and ``source_ref``; without, the same event type and body as the
+    latest event stored for the same entity, received at most ``window`` seconds after it.
     """
     now = now or utcnow()
     if delivery_id is None:
-        digest = body_digest(body)
-        bucket = int(now.timestamp() // window)
-        key = dedup_key(workspace_id, event_type, digest, bucket)
-        earlier = [dedup_key(workspace_id, event_type, digest, bucket - 1)]
-    else:
-        key, earlier = delivery_key(workspace_id, str(source), source_ref, delivery_id), []
+        event = NewEvent(
+            workspace_id=workspace_id, event_type=event_type, body=body, received_at=now, source=source,
+            entity_key=entity_key, source_ref=source_ref, window=window,
+        )
+        return await _store_one(session, event, offset=0, deliveries=1)
+    key = delivery_key(workspace_id, str(source), source_ref, delivery_id)
     table = _INBOX
     values = {
         "workspace_id": workspace_id,
@@ -113,23 +125,12 @@ async def store_event(
         "next_attempt_at": now,
         "received_at": now,
     }
-    columns = list(values)
-    source_rows = select(*[literal(v, type_=table.c[c].type).label(c) for c, v in values.items()])
-    if earlier:
-        source_rows = source_rows.where(~exists().where(table.c.dedup_key.in_(earlier)))
     insert = postgresql.insert if _is_postgres(session) else sqlite.insert
-    stmt = (
-        insert(table)
-        .from_select(columns, source_rows)
-        .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(table.c.id)
-    )
+    stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(table.c.id)
     inserted = (await session.execute(stmt)).scalar()
     if inserted is not None:
         return Stored(id=int(inserted), duplicate=False)
-    await session.execute(
-        update(table).where(table.c.dedup_key.in_([key, *earlier])).values(deliveries=table.c.deliveries + 1)
-    )
+    await session.execute(update(table).where(table.c.dedup_key == key).values(deliveries=table.c.deliveries + 1))
     return Stored(id=None, duplicate=True)
 
 
@@ -161,27 +162,52 @@ class NewEvent:
     addon_id: str | None = None
 
     @cached_property
-    def identity(self) -> tuple[str, str, str]:
-        return self.workspace_id, self.event_type, body_digest(self.body)
+    def stream(self) -> str:
+        """The events a redelivery is compared with: the entity's, else the event type's."""
+        # \x1f (unit separator) cannot occur in the parts, and PostgreSQL text holds it (unlike NUL).
+        if self.entity_key is not None:
+            return f"{self.workspace_id}\x1f{self.entity_key}"
+        return f"{self.workspace_id}\x1f\x1f{self.source}\x1f{self.event_type}"
 
     @cached_property
-    def keys(self) -> tuple[str, str]:
-        """(dedup key of the current time bucket, key of the previous bucket)."""
-        bucket = int(self.received_at.timestamp() // self.window)
-        ws, event, digest = self.identity
-        return dedup_key(ws, event, digest, bucket), dedup_key(ws, event, digest, bucket - 1)
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+    def key_base(self, offset: int) -> str:
+        return f"{self.stream}|{self.event_type}|{body_digest(self.body)}|{offset}"
+
+    def repeats(self, event_type: str, body: str, received_at: datetime) -> bool:
+        """True if this is that event (type, body text, arrival) delivered again within the window."""
+        return (
+            self.event_type == event_type
+            and self.text == body
+            and (self.received_at - received_at).total_seconds() <= self.window
+        )
+
+
+@dataclass(slots=True)
+class _Leader:
+    """The first of a run of equal deliveries of one stream within a batch."""
+
+    index: int
+    offset: int  # its place among the batch's leaders of the same stream
+    deliveries: int = 1
 
 
 # One statement for a whole batch on PostgreSQL. The rows travel as one JSON document: its
 # text (and so asyncpg's prepared statement) is the same whatever the batch size, and
 # encoding it is one orjson call where array parameters cost several Python checks per
-# value. `allowed` re-checks the webhook subscription; rows skipped by ON CONFLICT or by
-# the previous-bucket test are redeliveries.
+# value. `allowed` re-checks the webhook subscription. `placed` finds each event's stream's
+# latest stored event (one index probe): a first-of-its-stream event with that event's type
+# and body within the window is a redelivery and not inserted; every other event gets a key
+# naming that latest event, so two racing copies of one delivery collide on the unique key
+# and are stored once, while a different event in between (A, B, A) makes a new key.
 _PG_BATCH_INSERT = """
 WITH v AS (
     SELECT * FROM json_to_recordset($1::json) AS v(
-        workspace_id text, event_type text, source text, source_ref text, dedup_key text, previous_key text,
-        entity_key text, body text, received_at timestamptz, subscription_id int, token_digest text, addon_id text
+        ord int, workspace_id text, event_type text, source text, source_ref text, key_base text, first boolean,
+        entity_key text, body text, received_at timestamptz, dedup_window float8, deliveries int,
+        subscription_id int, token_digest text, addon_id text
     )
 ),
 allowed AS (
@@ -192,28 +218,54 @@ allowed AS (
           AND s.workspace_id = v.workspace_id AND i.addon_id = v.addon_id AND i.status <> 'DELETED'
     )
 ),
+placed AS (
+    SELECT a.*, p.id AS previous_id,
+           coalesce(a.first AND p.event_type = a.event_type AND p.body = a.body
+                    AND p.received_at >= a.received_at - a.dedup_window * interval '1 second', false) AS redelivery,
+           encode(sha256(convert_to(a.key_base || '|' || coalesce(p.id, 0)::text, 'UTF8')), 'hex') AS dedup_key
+    FROM allowed a LEFT JOIN LATERAL (
+        (SELECT e.id, e.event_type, e.body, e.received_at FROM inbox_events e
+         WHERE a.entity_key IS NOT NULL AND e.workspace_id = a.workspace_id AND e.entity_key = a.entity_key
+         ORDER BY e.id DESC LIMIT 1)
+        UNION ALL
+        (SELECT e.id, e.event_type, e.body, e.received_at FROM inbox_events e
+         WHERE a.entity_key IS NULL AND e.workspace_id = a.workspace_id AND e.entity_key IS NULL
+           AND e.source = a.source AND e.event_type = a.event_type
+         ORDER BY e.id DESC LIMIT 1)
+    ) p ON true
+),
 inserted AS (
     INSERT INTO inbox_events (workspace_id, event_type, source, source_ref, dedup_key, entity_key, body, status,
                               attempts, deliveries, next_attempt_at, received_at)
     SELECT a.workspace_id, a.event_type, a.source, a.source_ref, a.dedup_key, a.entity_key, a.body, 'PENDING',
-           0, 1, a.received_at, a.received_at
-    FROM allowed a
-    WHERE NOT EXISTS (SELECT 1 FROM inbox_events p WHERE p.dedup_key = a.previous_key)
-    ORDER BY a.dedup_key
+           0, a.deliveries, a.received_at, a.received_at
+    FROM placed a
+    WHERE NOT a.redelivery
+    ORDER BY a.ord
     ON CONFLICT (dedup_key) DO NOTHING
     RETURNING id, dedup_key
 )
-SELECT a.dedup_key, i.id FROM allowed a LEFT JOIN inserted i ON i.dedup_key = a.dedup_key
+SELECT a.ord, i.id, a.previous_id, a.redelivery, a.dedup_key
+FROM placed a LEFT JOIN inserted i ON i.dedup_key = a.dedup_key
 """
 
+# Redeliveries counted on the row they repeat, by id or (a racing copy) by key; rows are
+# locked in id order so concurrent writers cannot deadlock.
 _PG_COUNT_DELIVERIES = """
-UPDATE inbox_events AS e SET deliveries = e.deliveries + v.n
-FROM unnest($1::text[], $2::int[]) AS v(k, n)
-WHERE e.dedup_key = v.k
+WITH c AS (
+    SELECT c.id, c.n FROM unnest($1::bigint[], $2::int[]) AS c(id, n)
+    UNION ALL
+    SELECT e.id, c.n FROM unnest($3::text[], $4::int[]) AS c(k, n) JOIN inbox_events e ON e.dedup_key = c.k
+),
+t AS (SELECT c.id, sum(c.n)::int AS n FROM c GROUP BY c.id),
+locked AS (SELECT e.id FROM inbox_events e JOIN t ON t.id = e.id ORDER BY e.id FOR UPDATE OF e)
+UPDATE inbox_events AS e SET deliveries = e.deliveries + t.n
+FROM t JOIN locked l ON l.id = t.id
+WHERE e.id = t.id
 """
 
 
-async def _subscription_allows(conn: AsyncConnection, event: NewEvent) -> bool:
+async def _subscription_allows(conn: AsyncSession | AsyncConnection, event: NewEvent) -> bool:
     if event.subscription_id is None:
         return True
     s, i = _table(WebhookSubscription), _table(Installation)
@@ -232,68 +284,123 @@ async def _subscription_allows(conn: AsyncConnection, event: NewEvent) -> bool:
     return found is not None
 
 
+async def _store_one(
+    conn: AsyncSession | AsyncConnection, event: NewEvent, *, offset: int, deliveries: int
+) -> Stored:
+    """One event by separate statements, with the semantics of ``_PG_BATCH_INSERT``."""
+    e = _INBOX
+    stream = e.c.workspace_id == event.workspace_id
+    if event.entity_key is not None:
+        stream = and_(stream, e.c.entity_key == event.entity_key)
+    else:
+        stream = and_(stream, e.c.entity_key.is_(None), e.c.source == str(event.source), e.c.event_type == event.event_type)
+    latest = (
+        await conn.execute(
+            select(e.c.id, e.c.event_type, e.c.body, e.c.received_at).where(stream).order_by(e.c.id.desc()).limit(1)
+        )
+    ).first()
+    if latest is not None and offset == 0 and event.repeats(latest.event_type, latest.body, latest.received_at):
+        await _count_deliveries(conn, ids={int(latest.id): deliveries}, keys={})
+        return Stored(id=None, duplicate=True)
+    key = event_key(event.key_base(offset), None if latest is None else int(latest.id))
+    values = {
+        "workspace_id": event.workspace_id,
+        "event_type": event.event_type,
+        "source": str(event.source),
+        "source_ref": event.source_ref,
+        "dedup_key": key,
+        "entity_key": event.entity_key,
+        "body": event.text,
+        "status": InboxStatus.PENDING.value,
+        "attempts": 0,
+        "deliveries": deliveries,
+        "next_attempt_at": event.received_at,
+        "received_at": event.received_at,
+    }
+    insert = postgresql.insert if _is_postgres(conn) else sqlite.insert
+    stmt = insert(e).values(**values).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(e.c.id)
+    inserted = (await conn.execute(stmt)).scalar()
+    if inserted is not None:
+        return Stored(id=int(inserted), duplicate=False)
+    await _count_deliveries(conn, ids={}, keys={key: deliveries})  # a racing copy stored it first
+    return Stored(id=None, duplicate=True)
+
+
 async def store_batch(conn: AsyncConnection, events: Sequence[NewEvent]) -> list[Stored | None]:
     """Store many events; ``None`` where the subscription check refused.
 
-    Same deduplication as :func:`store_event`; equal bodies within the batch count as
-    redeliveries of the first. On PostgreSQL the events go in one statement, which is
-    durable when it returns if ``conn`` is in autocommit (the group-commit writer's
-    choice: one round trip and one WAL flush per batch). Otherwise the caller commits.
+    Same deduplication as :func:`store_event`: within the batch, an event equal to the one
+    before it in its stream is a redelivery of it; an equal body after another event of the
+    stream (A, B, A) is a new event. Events of one stream get ids in arrival order. On
+    PostgreSQL the events go in one statement, which is durable when it returns if ``conn``
+    is in autocommit (the group-commit writer's choice: one round trip and one WAL flush per
+    batch). Otherwise the caller commits.
     """
-    results: list[Stored | None] = [None] * len(events)
-    first: dict[tuple[str, str, str], int] = {}
+    leader_of: list[_Leader] = []
+    runs: dict[str, list[_Leader]] = {}
     for n, event in enumerate(events):
-        first.setdefault(event.identity, n)
-    leaders = sorted(set(first.values()), key=lambda n: events[n].keys[0])  # one lock order for every writer
+        run = runs.setdefault(event.stream, [])
+        previous = events[run[-1].index] if run else None
+        if previous is not None and event.repeats(previous.event_type, previous.text, previous.received_at):
+            run[-1].deliveries += 1
+            leader_of.append(run[-1])
+        else:
+            run.append(_Leader(index=n, offset=len(run)))
+            leader_of.append(run[-1])
+    # One order for every writer (stream, then place in it), so racing batches cannot deadlock
+    # on each other's keys, and a stream's events get ascending ids.
+    leaders = [leader for stream in sorted(runs) for leader in runs[stream]]
     if _is_postgres(conn):
-        stored = await _pg_insert(conn, [events[n] for n in leaders])
+        stored = await _pg_insert(conn, events, leaders)
     else:
         stored = {}
-        for n in leaders:
-            event = events[n]
+        for leader in leaders:
+            event = events[leader.index]
             if await _subscription_allows(conn, event):
-                stored[event.keys[0]] = await store_event(
-                    conn, workspace_id=event.workspace_id, event_type=event.event_type, body=event.body,
-                    source=event.source, entity_key=event.entity_key, source_ref=event.source_ref,
-                    now=event.received_at, window=event.window,
+                stored[leader.index] = await _store_one(
+                    conn, event, offset=leader.offset, deliveries=leader.deliveries
                 )
-    extra: dict[str, int] = {}
-    for n, event in enumerate(events):
-        leader = events[first[event.identity]]
-        outcome = stored.get(leader.keys[0])
-        if outcome is None:
-            continue  # refused: the subscription is gone
-        if n == first[event.identity]:
-            results[n] = outcome
+    results: list[Stored | None] = []
+    for n, leader in enumerate(leader_of):
+        outcome = stored.get(leader.index)
+        if outcome is None or n == leader.index:
+            results.append(outcome)  # None: refused, the subscription is gone
         else:
-            results[n] = Stored(id=None, duplicate=True)
-            extra[leader.keys[0]] = extra.get(leader.keys[0], 0) + 1
-    if extra:
-        await _count_deliveries(conn, extra, {e.keys[0]: e.keys[1] for e in events})
+            results.append(Stored(id=None, duplicate=True))
     return results
 
 
-async def _pg_insert(conn: AsyncConnection, events: Sequence[NewEvent]) -> dict[str, Stored]:
-    if not events:
+async def _pg_insert(conn: AsyncConnection, events: Sequence[NewEvent], leaders: Sequence[_Leader]) -> dict[int, Stored]:
+    if not leaders:
         return {}
     batch = orjson.dumps([
         {
-            "workspace_id": e.workspace_id, "event_type": e.event_type, "source": str(e.source),
-            "source_ref": e.source_ref, "dedup_key": e.keys[0], "previous_key": e.keys[1],
-            "entity_key": e.entity_key, "body": e.body.decode("utf-8"), "received_at": e.received_at,
-            "subscription_id": e.subscription_id, "token_digest": e.token_digest, "addon_id": e.addon_id,
+            "ord": ord_, "workspace_id": e.workspace_id, "event_type": e.event_type, "source": str(e.source),
+            "source_ref": e.source_ref, "key_base": e.key_base(leader.offset), "first": leader.offset == 0,
+            "entity_key": e.entity_key, "body": e.text, "received_at": e.received_at, "dedup_window": e.window,
+            "deliveries": leader.deliveries, "subscription_id": e.subscription_id, "token_digest": e.token_digest,
+            "addon_id": e.addon_id,
         }
-        for e in events
+        for ord_, leader in enumerate(leaders)
+        for e in (events[leader.index],)
     ]).decode()
     # Straight to asyncpg: the statement text is fixed and prepared once per connection, and
     # SQLAlchemy's execution layer costs more CPU per batch than the statement itself
     # (docs/benchmarks.md). Outside a transaction the statement commits by itself.
     driver = await _driver(conn)
     rows = await driver.fetch(_PG_BATCH_INSERT, batch)
-    stored = {row[0]: Stored(id=None if row[1] is None else int(row[1]), duplicate=row[1] is None) for row in rows}
-    duplicates = {key: 1 for key, s in stored.items() if s.duplicate}
-    if duplicates:
-        await _count_deliveries(conn, duplicates, {e.keys[0]: e.keys[1] for e in events})
+    stored: dict[int, Stored] = {}
+    by_id: dict[int, int] = {}
+    by_key: dict[str, int] = {}
+    for ord_, row_id, previous_id, redelivery, key in rows:
+        leader = leaders[ord_]
+        stored[leader.index] = Stored(id=None if row_id is None else int(row_id), duplicate=row_id is None)
+        if redelivery:
+            by_id[int(previous_id)] = by_id.get(int(previous_id), 0) + leader.deliveries
+        elif row_id is None:
+            by_key[key] = leader.deliveries  # a racing copy stored it first
+    if by_id or by_key:
+        await _count_deliveries(conn, ids=by_id, keys=by_key)
     return stored
 
 
@@ -308,21 +415,22 @@ def is_driver_outage(exc: BaseException) -> bool:
     return isinstance(exc, _ASYNCPG_OUTAGES)
 
 
-async def _count_deliveries(conn: AsyncConnection, counts: dict[str, int], previous: dict[str, str]) -> None:
-    """Add redeliveries to the stored row (under its key or the previous bucket's)."""
-    keys = sorted(counts)
-    if _is_postgres(conn):
+async def _count_deliveries(conn: AsyncSession | AsyncConnection, *, ids: dict[int, int], keys: dict[str, int]) -> None:
+    """Add redeliveries to the rows they repeat: by row id, or by dedup key."""
+    if _is_postgres(conn) and isinstance(conn, AsyncConnection):
         driver = await _driver(conn)
         await driver.execute(
-            _PG_COUNT_DELIVERIES, keys + [previous[k] for k in keys], [counts[k] for k in keys] * 2
+            _PG_COUNT_DELIVERIES, list(ids), list(ids.values()), list(keys), list(keys.values())
         )
         return
     table = _INBOX
-    for key in keys:
+    for row_id in sorted(ids):
         await conn.execute(
-            update(table)
-            .where(table.c.dedup_key.in_([key, previous[key]]))
-            .values(deliveries=table.c.deliveries + counts[key])
+            update(table).where(table.c.id == row_id).values(deliveries=table.c.deliveries + ids[row_id])
+        )
+    for key in sorted(keys):
+        await conn.execute(
+            update(table).where(table.c.dedup_key == key).values(deliveries=table.c.deliveries + keys[key])
         )
 
 

@@ -47,8 +47,8 @@ class InboxEvent(Base):
     source: Mapped[str] = mapped_column(String(16), default=EventSource.CLOCKIFY)
     # For custom events: the custom_webhook_sources.id they arrived through.
     source_ref: Mapped[str | None] = mapped_column(String(64))
-    # sha256 of (workspace, event type, body hash, time bucket), or of the sender's own
-    # delivery id (custom webhooks' webhook-id); see webhooks/inbox.py.
+    # sha256 of (entity, event type, body hash, the entity's latest event id at insert), or
+    # of the sender's own delivery id (custom webhooks' webhook-id); see webhooks/inbox.py.
     dedup_key: Mapped[str] = mapped_column(String(64), unique=True)
     entity_key: Mapped[str | None] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)

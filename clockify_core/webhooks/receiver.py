@@ -3,7 +3,9 @@
 Checks run cheapest first and nothing is stored unless all pass:
 route event → body size → headers → token signature and claims (cached per token)
 → the exact token stored for this route and workspace (cached a few seconds, and
-re-checked by the INSERT itself) → JSON body whose ids match.
+re-checked by the INSERT itself) → JSON body whose ids match and are Clockify ids
+(24 hexadecimal characters; anything else is answered 400, so no event is stored that
+could never be applied).
 
 The row is written by the group-commit writer (``webhooks/ingest.py``) and committed
 before this returns, so a 2xx always means the event is durable.
@@ -11,7 +13,7 @@ before this returns, so a 2xx always means the event is durable.
 
 from __future__ import annotations
 
-import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +44,11 @@ from clockify_core.webhooks.models import EventSource
 SIGNATURE_HEADER = "clockify-signature"
 EVENT_HEADER = "clockify-webhook-event-type"
 _NOT_REGISTERED = "this token is not registered for this webhook route"
-ENTITY_KEY_MAX = 200  # inbox_events.entity_key
+# Clockify ids are MongoDB ObjectIds: 24 hexadecimal characters (docs/clockify.md).
+CLOCKIFY_ID = re.compile(r"[0-9a-fA-F]{24}")
+# Keys of kinds without an id (mapping.entity_id): ids, upper-case names (PROJECT_MEMBER)
+# and digests joined by ':'; bounded so `kind:key` fits inbox_events.entity_key (200).
+_DERIVED_ID = re.compile(r"[0-9A-Za-z_]{1,64}(?::[0-9A-Za-z_]{1,64}){0,2}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,17 +153,10 @@ async def accept_clockify_webhook(runtime: Runtime, request: Request, route_even
     if body_workspace is not None and body_workspace != claims.workspace_id:
         raise WorkspaceMismatch("body workspaceId differs from the token's workspace")
     spec = EVENTS[route_event]
-    row_id = entity_id(spec.kind, data, spec.id_field)
-    if row_id is not None and "\x00" in row_id:
-        # No Clockify id holds one, and the inbox's entity key (PostgreSQL text) cannot.
-        raise MalformedBody("the entity id in the body contains a NUL character")
+    entity_key = _entity_key(route_event, spec.kind, spec.id_field, data)
     if b"\\u0000" in body:  # JSON spells U+0000 only this way; most bodies skip the walk
         # PostgreSQL cannot store U+0000 in text or jsonb: every handler would fail on the body.
         body = orjson.dumps(without_nul(data))
-    entity_key = f"{spec.kind}:{row_id}" if row_id else None
-    if entity_key is not None and len(entity_key) > ENTITY_KEY_MAX:
-        # Clockify ids are 24 characters; a longer one still orders its events, by digest.
-        entity_key = f"{spec.kind}:sha256:{hashlib.sha256(entity_key.encode()).hexdigest()}"
     stored = await runtime.ingest.writer.store(
         inbox.NewEvent(
             workspace_id=claims.workspace_id,
@@ -177,6 +176,26 @@ async def accept_clockify_webhook(runtime: Runtime, request: Request, route_even
         runtime.ingest.subscriptions.discard(digest, path)
         raise TokenInvalid(_NOT_REGISTERED)
     return Accepted(event_type=route_event, workspace_id=claims.workspace_id, stored=stored)
+
+
+def _entity_key(event: str, kind: str, id_field: str, data: dict[str, Any]) -> str:
+    """``kind:id`` of the body's entity, refused with 400 unless the id is one Clockify issues.
+
+    An id Clockify sends in a field (``id``, ``expenseId``...) is 24 hexadecimal characters
+    (docs/clockify.md); kinds without an id of their own (rates, balances, invitations) get
+    a key built from such ids and upper-case names. A body without any id is ordered and
+    deduplicated with the other id-less events of its type (``event:TYPE``).
+    """
+    row_id = entity_id(kind, data, id_field)
+    if row_id is None:
+        return f"event:{event}"
+    field = next((f for f in (id_field, "id", "_id") if isinstance(data.get(f), str) and data.get(f)), None)
+    if field is not None:
+        if not CLOCKIFY_ID.fullmatch(row_id):
+            raise MalformedBody(f"{field} must be a Clockify id: 24 hexadecimal characters")
+    elif not _DERIVED_ID.fullmatch(row_id):
+        raise MalformedBody(f"the {kind} in the body is not named by Clockify ids")
+    return f"{kind}:{row_id}"
 
 
 def route_event(slug: str, served: tuple[str, ...]) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
-from starlette.routing import Route
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from clockify_core.deps import runtime_of
 from clockify_core.errors import ClockifyError
@@ -74,4 +75,18 @@ async def _serve(request: Request) -> Response:
 # included-router dispatch) costs more CPU than verifying and storing a webhook
 # (docs/benchmarks.md, "Webhook ingest"). The FastAPI route above stays as the OpenAPI
 # description and behaves the same where the fast route is not installed.
-fast_route = Route("/webhooks/{slug}", endpoint=_serve, methods=["POST"], include_in_schema=False)
+class _TemplatedRoute(Route):
+    """A Starlette route that names itself in the scope, as FastAPI's routes do.
+
+    The access metrics label each request with ``scope["route"]``'s template; a plain
+    Starlette route leaves it unset, and every webhook was counted as ``<unmatched>``.
+    """
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
+
+
+fast_route = _TemplatedRoute("/webhooks/{slug}", endpoint=_serve, methods=["POST"], include_in_schema=False)

@@ -16,7 +16,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.db.base import utcnow
-from clockify_core.errors import ClockifyError
+from clockify_core.db.failures import describe_failure
 from clockify_core.runtime import Runtime
 from clockify_core.webhooks import inbox
 from clockify_core.webhooks.inbox import ClaimedEvent
@@ -50,7 +50,7 @@ async def process_event(runtime: Runtime, event: ClaimedEvent) -> str:
         log.warning("inbox.lease_lost", event_id=event.id)
         return "LOST"
     except Exception as exc:
-        error = exc.detail if isinstance(exc, ClockifyError) else f"{type(exc).__name__}: {exc}"
+        error = describe_failure(exc)
         async with runtime.sessions.begin() as session:
             status = await inbox.fail(
                 session, event.id, worker_id=runtime.instance_id, attempts=event.attempts, error=error,

@@ -119,6 +119,7 @@ def test_sync_completes_through_5xx_429_and_dropped_connections(
         CLOCKIFY_MANIFEST__WEBHOOK_CAP="50",
         CLOCKIFY_SYNC__SCHEDULER="false",
         CLOCKIFY_SYNC__BOOTSTRAP_DAYS=str(bootstrap_days),
+        CLOCKIFY_SYNC__HISTORY_BACKFILL="false",  # the older half is the operator's backfill here
         CLOCKIFY_SYNC__REPORT_PAGE_SIZE="200",
         CLOCKIFY_SYNC__BATCH_ROWS="250",
         CLOCKIFY_HTTP__BACKOFF_BASE="0.05",

@@ -38,7 +38,7 @@ SAMPLE = Path(__file__).parents[1] / "fixtures" / "samples" / f"{EVENT}.json"
 
 def _probe(workspace_id: str, n: int) -> bytes:
     body = json.loads(SAMPLE.read_text())
-    body.update(workspaceId=workspace_id, id=f"chaos-pg-{n}", description=f"outage probe {n}")
+    body.update(workspaceId=workspace_id, id=f"c4a05{n:019x}", description=f"outage probe {n}")
     return json.dumps(body).encode()
 
 

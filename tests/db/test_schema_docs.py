@@ -6,7 +6,8 @@ rules: a table is a level-3 section named after it (``### `table` ``); a column 
 documented when its name appears in backticks in that section; a level-3 section whose
 heading names no table documents columns shared by every table of its level-2 section
 (the mirror's common columns). In tables headed ``| column |`` every name of the first
-cell must be a column of that table.
+cell must be a column of that table. Views of the ``reporting`` schema count as tables
+named ``reporting.<view>`` (the heading names them so).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ pytestmark = pytest.mark.postgres
 
 DOC = Path(__file__).parents[2] / "docs" / "schema.md"
 _TICKED = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
+_HEADING = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)`")  # a table, or schema.view
+VIEW_SCHEMAS = ("reporting",)
 
 
 @dataclass
@@ -43,7 +46,7 @@ def parse(text: str) -> dict[str, tuple[Section, list[Section]]]:
             parts.append([])
             continue
         if line.startswith("### "):
-            named = _TICKED.search(line)
+            named = _HEADING.search(line)
             parts[-1].append(Section(named.group(1) if named else None))
             continue
         if not parts[-1]:
@@ -73,11 +76,15 @@ def parse(text: str) -> dict[str, tuple[Section, list[Section]]]:
 
 def _columns(sync_conn: Connection) -> dict[str, set[str]]:
     inspector = inspect(sync_conn)
-    return {
+    columns = {
         t: {c["name"] for c in inspector.get_columns(t)}
         for t in inspector.get_table_names()
         if t != "alembic_version"
     }
+    for schema in VIEW_SCHEMAS:
+        for name in [*inspector.get_table_names(schema=schema), *inspector.get_view_names(schema=schema)]:
+            columns[f"{schema}.{name}"] = {c["name"] for c in inspector.get_columns(name, schema=schema)}
+    return columns
 
 
 async def test_every_migrated_table_and_column_is_documented(pg_empty_url: str) -> None:

@@ -75,6 +75,27 @@ async def test_invalid_definitions_are_422_with_the_location(uw: AddonHarness) -
         assert (await session.execute(select(Flow))).scalars().all() == []
 
 
+@pytest.mark.parametrize(
+    ("action", "kind", "says"),
+    [
+        pytest.param({"type": "clockify_api"}, "missing", "operation_id is required", id="absent"),
+        pytest.param({"type": "clockify_api", "operation_id": ""}, "missing", "operation_id is required", id="empty"),
+        pytest.param({"type": "clockify_api", "operation_id": "   "}, "missing", "operation_id is required", id="blank"),
+        pytest.param({"type": "clockify_api", "operation_id": 5}, "invalid", "must be a string", id="number"),
+    ],
+)
+async def test_a_clockify_api_action_without_an_operation_id_is_422_saying_so(
+    uw: AddonHarness, action: dict[str, Any], kind: str, says: str
+) -> None:
+    # Was "unknown operationId None": a reader could not tell the field was simply missing.
+    problem = await _problem(uw, _flow(actions=[action]))
+    errors = {e["location"]: e for e in problem["errors"]}
+    error = errors["body.actions.0.operation_id"]
+    assert error["kind"] == kind
+    assert says in error["message"]
+    assert "None" not in error["message"]
+
+
 async def test_crud_enable_disable_and_permissions(uw: AddonHarness) -> None:
     body = _flow(name="tag long entries", conditions={"path": "$.billable", "op": "eq", "value": True},
                  actions=[{"type": "stop", "reason": "enough"}])
@@ -103,7 +124,11 @@ async def test_crud_enable_disable_and_permissions(uw: AddonHarness) -> None:
     on = (await uw.client.post(f"/api/flows/{flow['id']}/enable", headers=admin(uw))).json()
     assert on["enabled"] is True
     assert on["disabled_reason"] is None
-    runs = (await uw.client.get(f"/api/flows/{flow['id']}/runs", headers=member(uw))).json()
+    # Runs hold events and API answers: admins only.
+    refused = await uw.client.get(f"/api/flows/{flow['id']}/runs", headers=member(uw))
+    assert refused.status_code == 403
+    assert refused.headers["content-type"] == "application/problem+json"
+    runs = (await uw.client.get(f"/api/flows/{flow['id']}/runs", headers=admin(uw))).json()
     assert runs == {"runs": [], "next_before_id": None}
 
     assert (await uw.client.delete(f"/api/flows/{flow['id']}", headers=member(uw))).status_code == 403
@@ -148,6 +173,42 @@ async def test_secret_headers_are_encrypted_masked_and_kept(uw: AddonHarness) ->
     assert (await _problem(uw, _flow(actions=[planted])))["errors"][0]["location"] == "body.actions.0.headers.Authorization"
     masked = {**action, "id": "other", "headers": {"Authorization": {"secret": "********"}}}
     assert (await _problem(uw, _flow(actions=[masked])))["errors"][0]["kind"] == "missing"
+
+
+async def test_a_kept_secret_never_follows_a_changed_url(uw: AddonHarness) -> None:
+    """Another admin cannot redirect a stored secret: a new URL needs the secret entered again."""
+    action = {"id": "notify", "type": "http_request", "url": "https://hooks.example.com/services/T1",
+              "headers": {"Authorization": {"secret": "Bearer s3cr3t-value"}}}
+    flow = await create_flow(uw, _flow(actions=[action]))
+    url = f"/api/flows/{flow['id']}"
+    for elsewhere in ("https://collector.example.net/services/T1", "https://hooks.example.com/services/T2"):
+        moved = {**flow["actions"][0], "url": elsewhere}  # the masked secret, as the editor sends it back
+        r = await uw.client.put(url, json=_flow(actions=[moved]), headers=admin(uw))
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        [error] = r.json()["errors"]
+        assert error["location"] == "body.actions.0.headers.Authorization"
+        assert "enter the secret again" in error["message"]
+    async with uw.runtime.sessions() as session:
+        unchanged = await session.get(Flow, flow["id"])
+        assert unchanged is not None
+        assert unchanged.version == 1
+        assert unchanged.actions[0]["url"] == action["url"]
+
+    # Entering the secret again moves it; the mask on the new URL is then kept as before.
+    moved = {**action, "url": "https://collector.example.net/services/T1",
+             "headers": {"Authorization": {"secret": "Bearer for-the-collector"}}}
+    saved = await uw.client.put(url, json=_flow(actions=[moved]), headers=admin(uw))
+    assert saved.status_code == 200, saved.text
+    again = await uw.client.put(url, json=_flow(actions=saved.json()["actions"]), headers=admin(uw))
+    assert again.status_code == 200, again.text
+    async with uw.runtime.sessions() as session:
+        stored = await session.get(Flow, flow["id"])
+        assert stored is not None
+        assert stored.actions[0]["url"] == "https://collector.example.net/services/T1"
+        assert uw.runtime.cipher.decrypt(stored.actions[0]["headers"]["Authorization"]["secret_encrypted"]) == (
+            "Bearer for-the-collector"
+        )
 
 
 @pytest.fixture

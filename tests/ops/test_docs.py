@@ -63,3 +63,48 @@ def test_the_quickstart_commands_exist() -> None:
     used = set(re.findall(r"clockify-sim ([a-z][\w-]+)", text))
     assert used <= commands, used - commands
     assert {"install", "fire", "traffic", "uninstall"} <= used
+
+
+# Citations of docs/clockify.md: `docs/clockify.md#tokens` in code, `clockify.md#tokens` in
+# markdown links between docs.
+_CLOCKIFY_CITATION = re.compile(r"clockify\.md#([A-Za-z0-9_-]+)")
+_CITING_SUFFIXES = {".py", ".md", ".js", ".html", ".css", ".toml", ".yml", ".yaml", ".json", ".txt"}
+_SKIPPED_DIRS = {".git", ".venv", "node_modules", "data", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+
+
+def _project_files() -> list[Path]:
+    files = []
+    for path in ROOT.rglob("*"):
+        if set(path.relative_to(ROOT).parts) & _SKIPPED_DIRS or not path.is_file():
+            continue
+        if path.suffix in _CITING_SUFFIXES and path.stat().st_size < 2_000_000:
+            files.append(path)
+    return files
+
+
+def _github_anchor(heading: str) -> str:
+    """The id GitHub gives a markdown heading: lower case, punctuation dropped, spaces to dashes."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_no_file_cites_the_outside_reference() -> None:
+    # Citations of a numbered section of an outside "REFERENCE" document cannot be followed by a
+    # reader of the project; docs/clockify.md replaces that document.
+    marker = re.compile("REFERENCE" + r"(?:\.md)?`? §")
+    offenders = [
+        str(path.relative_to(ROOT)) for path in _project_files()
+        if marker.search(path.read_text(encoding="utf-8", errors="replace"))
+    ]
+    assert offenders == []
+
+
+def test_every_cited_clockify_anchor_exists() -> None:
+    doc = _text("docs/clockify.md")
+    anchors = {_github_anchor(h) for h in re.findall(r"^#{1,6} (.+)$", doc, re.M)}
+    cited: dict[str, set[str]] = {}
+    for path in _project_files():
+        for anchor in _CLOCKIFY_CITATION.findall(path.read_text(encoding="utf-8", errors="replace")):
+            cited.setdefault(anchor, set()).add(str(path.relative_to(ROOT)))
+    assert len(cited) >= 10, "the code cites docs/clockify.md throughout"
+    missing = {anchor: sorted(paths) for anchor, paths in cited.items() if anchor not in anchors}
+    assert missing == {}, f"cited anchors missing from docs/clockify.md (headings: {sorted(anchors)})"

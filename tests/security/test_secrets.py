@@ -121,7 +121,7 @@ async def test_no_response_carries_a_secret(service_name: str, pg_url: str, reco
         for method, path in sorted(api_routes(service.app)):
             if method != "GET" or (path.endswith("{source_id}") and not a.source_id):
                 continue
-            # Clockify opens the sidebar page with the user token in the query (REFERENCE §1).
+            # Clockify opens the sidebar page with the user token in the query (docs/clockify.md#components).
             params = {"auth_token": a.token()} if path == "/ui" else None
             response = await service.client.get(_fill(path, service, job_id), headers=headers, params=params)
             assert response.status_code == 200, (path, response.status_code, response.text[:300])

@@ -156,6 +156,18 @@ async def rotate_source(s: ServiceUnderTest, _: Stack) -> Outcome:
     return Outcome(await s.client.post(f"/api/custom-sources/{s.a.source_id}/rotate", headers=s.b.headers()), (404,))
 
 
+async def read_source_quota(s: ServiceUnderTest, _: Stack) -> Outcome:
+    return Outcome(await s.client.get(f"/api/custom-sources/{s.a.source_id}/quota", headers=s.b.headers()), (404,))
+
+
+async def set_source_quota(s: ServiceUnderTest, _: Stack) -> Outcome:
+    response = await s.client.put(f"/api/custom-sources/{s.a.source_id}/quota", headers=s.b.headers(),
+                                  json={"burst": 1})
+    own = await s.client.get(f"/api/custom-sources/{s.a.source_id}/quota", headers=s.a.headers())
+    assert own.json()["burst"] != 1, "B changed A's quota"
+    return Outcome(response, (404,))
+
+
 async def delete_source(s: ServiceUnderTest, _: Stack) -> Outcome:
     return Outcome(await s.client.delete(f"/api/custom-sources/{s.a.source_id}", headers=s.b.headers()), (404,))
 
@@ -180,6 +192,8 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/api/custom-sources"): create_source,
     ("POST", "/api/custom-sources/{source_id}/rotate"): rotate_source,
     ("DELETE", "/api/custom-sources/{source_id}"): delete_source,
+    ("GET", "/api/custom-sources/{source_id}/quota"): read_source_quota,
+    ("PUT", "/api/custom-sources/{source_id}/quota"): set_source_quota,
 }
 
 

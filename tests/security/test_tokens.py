@@ -204,7 +204,7 @@ async def test_lifecycle_token_passes(signer: TokenSigner, verifier: TokenVerifi
     assert claims.exp == int(NOW) + 300
 
 
-@pytest.mark.parametrize("kind", [TokenKind.INSTALLATION, TokenKind.WEBHOOK, TokenKind.LIFECYCLE])
+@pytest.mark.parametrize("kind", [TokenKind.INSTALLATION, TokenKind.WEBHOOK])
 async def test_tokens_without_exp_pass_where_clockify_never_expires_them(
     kind: TokenKind, signer: TokenSigner, verifier: TokenVerifier, clock: FakeClock
 ) -> None:
@@ -212,6 +212,17 @@ async def test_tokens_without_exp_pass_where_clockify_never_expires_them(
     clock.now += 10 * 365 * 86400
 
     assert (await verifier.verify(token, kind)).exp is None
+
+
+async def test_a_lifecycle_token_must_carry_exp(signer: TokenSigner, verifier: TokenVerifier) -> None:
+    """A lifecycle call can purge a workspace: its token must expire (Clockify's TypeScript SDK
+    demands exp on lifecycle tokens by default), also when it was verified before as another kind."""
+    token = signer.sign(base_claims(iat=int(NOW)))
+    with pytest.raises(TokenInvalid, match=r"^lifecycle token must carry exp$"):
+        await verifier.verify(token, TokenKind.LIFECYCLE)
+    await verifier.verify(token, TokenKind.WEBHOOK)  # now cached, as the webhook token it could be
+    with pytest.raises(TokenInvalid, match=r"^lifecycle token must carry exp$"):
+        await verifier.verify(token, TokenKind.LIFECYCLE)
 
 
 async def test_a_key_id_in_the_header_is_fine(signer: TokenSigner, verifier: TokenVerifier) -> None:

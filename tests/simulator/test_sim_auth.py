@@ -189,3 +189,48 @@ async def test_limits_change_at_runtime(simulator: InProcessSimulator) -> None:
 @pytest.mark.parametrize("plan", ["paid", "free"])
 def test_config_accepts_plans(plan: str) -> None:
     assert SimulatorConfig(rate_limit=RateLimitSettings(plan=plan)).rate_limit.plan == plan  # type: ignore[arg-type]
+
+
+async def test_a_members_credentials_carry_the_members_permissions(
+    installed: tuple[InProcessSimulator, RecordingAddon, object]
+) -> None:
+    """A user token or API key acts with its user's rights: a member (role USER) cannot list the
+    workspace's users or read, change or report on anyone else's time; an owner can."""
+    simulator, _, inst = installed
+    ws = simulator.workspace
+    owner, member = ws.owner_id, next(uid for uid in ws.users if uid != ws.owner_id)
+    base = f"/api/v1/workspaces/{ws.id}"
+    owner_row = next(iter(ws.entries.iter_desc(ws.entries.user_rows(ws.user_ix.get(owner)), None, None)))
+    owner_entry = ws.entries.id_of(owner_row)
+    issued = simulator.sim.marketplace.user_token(inst, member)  # type: ignore[arg-type]
+    # A token the simulator signed but did not hand out (a page's own variant) is accepted as well.
+    signed = inst.signer.user_token(ws.id, inst.addon_id, user_id=member,  # type: ignore[attr-defined]
+                                    backend_url="x", reports_url="y", workspace_role="USER")
+    for client in (simulator.client(token=issued), simulator.client(token=signed),
+                   simulator.client(api_key=ws.api_keys[member])):
+        assert (await client.get("/api/v1/user")).json()["id"] == member
+        users = await client.get(f"{base}/users")
+        assert users.status_code == 403, users.text
+        assert ws.users[owner]["email"] not in users.text
+        assert (await client.get(f"{base}/user/{owner}/time-entries")).status_code == 403
+        assert (await client.get(f"{base}/time-entries/{owner_entry}")).status_code == 403
+        assert (await client.delete(f"{base}/time-entries/{owner_entry}")).status_code == 403
+        assert (await client.get(f"{base}/time-entries/status/in-progress")).status_code == 403
+        assert (await client.post(f"{base}/projects", json={"name": "by a member"})).status_code == 403
+        mine = await client.get(f"{base}/user/{member}/time-entries")
+        assert mine.status_code == 200
+        assert {e["userId"] for e in mine.json()} <= {member}
+        report = await client.post(f"/reports/v1/workspaces/{ws.id}/reports/detailed", json={
+            "dateRangeStart": "2000-01-01T00:00:00Z", "dateRangeEnd": "2100-01-01T00:00:00Z",
+            "users": {"ids": [owner], "contains": "CONTAINS"}, "detailedFilter": {"page": 1, "pageSize": 50}})
+        assert report.status_code == 200, report.text
+        assert {e["userId"] for e in report.json()["timeEntries"]} <= {member}
+    assert ws.entries.row_of(owner_entry) == owner_row  # the refused delete changed nothing
+
+    owner_token = simulator.client(token=simulator.sim.marketplace.user_token(inst, owner))  # type: ignore[arg-type]
+    assert (await owner_token.get(f"{base}/users")).status_code == 200
+    assert (await owner_token.get(f"{base}/time-entries/{owner_entry}")).status_code == 200
+    # An ADMIN-role token of the member (as Clockify signs it for an admin) has admin rights.
+    admin = inst.signer.user_token(ws.id, inst.addon_id, user_id=member,  # type: ignore[attr-defined]
+                                   backend_url="x", reports_url="y", workspace_role="ADMIN")
+    assert (await simulator.client(token=admin).get(f"{base}/user/{owner}/time-entries")).status_code == 200

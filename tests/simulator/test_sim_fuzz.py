@@ -42,7 +42,7 @@ def assert_clockify_error(response: httpx.Response, status: int = 400) -> None:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith(PROBLEM_CONTENT_TYPE)
     body = response.json()
-    # Clockify's own fields beside the problem ones (REFERENCE: {"message", "code"}).
+    # Clockify's own fields beside the problem ones (docs/clockify.md#errors).
     assert isinstance(body["message"], str)
     assert body["message"]
     assert isinstance(body["code"], int)
@@ -74,6 +74,26 @@ async def test_malformed_dates_and_report_filters_are_400(simulator: InProcessSi
     for method, url, body in cases:
         response = await owner.request(method, url, json=body)
         assert_clockify_error(response)
+
+
+async def test_requests_the_framework_refuses_answer_in_clockify_shape(simulator: InProcessSimulator) -> None:
+    # Refused before a handler runs (parameter types, a missing body, no such route): FastAPI's
+    # bare 422/404 bodies lacked Clockify's message and code.
+    ws = simulator.workspace
+    owner = simulator.owner_client()
+    base = f"/api/v1/workspaces/{ws.id}"
+    window = {"start": "2020-01-01T00:00:00Z", "end": "2030-01-01T00:00:00Z"}
+    cases: list[tuple[str, str, dict[str, Any], int]] = [
+        ("GET", f"{base}/projects", {"params": {"page": "abc"}}, 400),
+        ("GET", f"{base}/tags", {"params": {"page-size": "1.5"}}, 400),
+        ("GET", f"{base}/entities/updated", {"params": {"type": "TIME_ENTRY", "limit": "ten"} | window}, 400),
+        ("POST", f"/reports/v1/workspaces/{ws.id}/reports/detailed", {}, 400),
+        ("GET", f"{base}/no-such-thing", {}, 404),
+        ("GET", "/api/v2/anything", {}, 404),
+    ]
+    for method, url, kwargs, status in cases:
+        response = await owner.request(method, url, **kwargs)
+        assert_clockify_error(response, status)
 
 
 async def test_in_process_transport_answers_a_crash_with_a_500_response() -> None:

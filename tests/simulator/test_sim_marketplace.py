@@ -1,4 +1,4 @@
-"""install / uninstall / settings-update / status-change send exactly what Clockify sends (REFERENCE §4)."""
+"""install / uninstall / settings-update / status-change send exactly what Clockify sends (docs/clockify.md#lifecycle)."""
 
 from __future__ import annotations
 

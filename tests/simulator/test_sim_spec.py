@@ -9,7 +9,7 @@ from clockify_core.simulator.testing import InProcessSimulator
 from tests.simulator.conftest import ADDON_URL, RecordingAddon
 from tests.simulator.spec_validation import operation, spec, validate
 
-NOT_IN_SPEC = {"getAddonSettings", "updateAddonSettings", "getUserToken"}  # add-on endpoints, REFERENCE §6
+NOT_IN_SPEC = {"getAddonSettings", "updateAddonSettings", "getUserToken"}  # add-on endpoints, docs/clockify.md#add-on-endpoints
 
 
 def _served_operations(simulator: InProcessSimulator) -> set[str]:
@@ -61,6 +61,8 @@ async def test_responses_match_the_spec(simulator: InProcessSimulator, addon: Re
         ("GET", f"/v1/workspaces/{{w}}/time-entries/{entry}", {"params": {"hydrated": "true"}}),
         ("GET", "/v1/workspaces/{w}/time-entries/status/in-progress", {}),
         ("POST", "/v1/workspaces/{w}/time-entries", {"json": {"start": "2025-06-01T08:00:00Z", "end": "2025-06-01T09:00:00Z"}}),
+        # A year below 1000 still renders as a date-time (four digits), not "197-02-15T...".
+        ("POST", "/v1/workspaces/{w}/time-entries", {"json": {"start": "0197-02-15T21:20:46Z", "end": "0197-02-15T22:20:46Z"}}),
         ("POST", f"/v1/workspaces/{{w}}/user/{uid}/time-entries", {"json": {"start": "2025-06-01T10:00:00Z", "projectId": project["id"]}}),
         ("PATCH", f"/v1/workspaces/{{w}}/user/{uid}/time-entries", {"json": {"end": "2025-06-01T11:00:00Z"}}),
         ("PUT", f"/v1/workspaces/{{w}}/time-entries/{entry}", {"json": {"start": "2025-05-01T08:00:00Z", "end": "2025-05-01T09:00:00Z"}}),
@@ -73,6 +75,8 @@ async def test_responses_match_the_spec(simulator: InProcessSimulator, addon: Re
         ("GET", f"/v1/workspaces/{{w}}/addons/{inst.addon_id}/webhooks", {}),
         ("POST", "/v1/workspaces/{w}/reports/detailed", {"json": {"dateRangeStart": window["start"], "dateRangeEnd": window["end"],
                                                                   "detailedFilter": {"page": 1, "pageSize": 50}}}),
+        ("POST", "/v1/workspaces/{w}/reports/summary", {"json": {"dateRangeStart": window["start"], "dateRangeEnd": window["end"],
+                                                                 "summaryFilter": {"groups": ["PROJECT", "TAG"]}}}),
     ]
     seen: set[str] = set()
     created: dict[str, Any] = {}
@@ -124,6 +128,25 @@ async def test_responses_match_the_spec(simulator: InProcessSimulator, addon: Re
     for method, template, kwargs in follow:
         await call(method, template, kwargs, addon_api if "webhooks" in template else api)
     assert seen == _served_operations(simulator), _served_operations(simulator) ^ seen
+
+
+async def test_workspace_settings_carry_every_field_of_the_spec(simulator: InProcessSimulator) -> None:
+    response = await simulator.owner_client().get(f"/api/v1/workspaces/{simulator.workspace.id}")
+    assert response.status_code == 200, response.text
+    settings = response.json()["workspaceSettings"]
+    fields = spec()["components"]["schemas"]["WorkspaceSettingsDtoV1"]["properties"]
+    assert set(settings) == set(fields)
+    validate("/v1/workspaces/{workspaceId}", "GET", 200, response.json())
+
+
+async def test_a_time_entry_before_year_1000_reads_back_as_written(simulator: InProcessSimulator) -> None:
+    ws = simulator.workspace
+    api = simulator.owner_client()
+    created = await api.post(f"/api/v1/workspaces/{ws.id}/time-entries",
+                             json={"start": "0197-02-15T21:20:46Z", "end": "0197-02-15T22:20:46Z"})
+    assert created.status_code == 201, created.text
+    interval = created.json()["timeInterval"]
+    assert (interval["start"], interval["end"]) == ("0197-02-15T21:20:46Z", "0197-02-15T22:20:46Z")
 
 
 def _spec_path(concrete: str) -> str:

@@ -1,6 +1,6 @@
 """`GET /api/status`: the sidebar's token from the query or a header, scoped to its workspace.
 
-Clockify opens the sidebar as ``/ui?auth_token=<user token>`` (REFERENCE §1), so the status
+Clockify opens the sidebar as ``/ui?auth_token=<user token>`` (docs/clockify.md#components), so the status
 route also takes the token from ``auth_token``, verified like the header (signature, claims,
 the 30-minute expiry). The access log keeps the query apart from the path and masks every
 secret-named parameter.
@@ -18,6 +18,8 @@ import clockify_addon.app
 import clockify_addon.settings
 from clockify_core.observability.logging import REDACTED
 from clockify_core.simulator.testing import InProcessSimulator
+from clockify_core.sync import state
+from clockify_core.sync.models import WORKSPACE_KIND
 from clockify_core.testing.addon import AddonHarness, installed_addon
 from clockify_core.testing.logs import captured_logs
 from clockify_core.webhooks.models import InboxEvent
@@ -144,3 +146,29 @@ async def test_the_access_log_masks_the_query_token(addon: AddonHarness) -> None
     assert [line["status"] for line in served] == [200, 401]
     assert served[0]["query"] == f"auth_token={REDACTED}&api_key={REDACTED}&view=compact"
     assert served[1]["query"] == f"auth_token={REDACTED}"
+
+
+async def test_data_clockify_does_not_offer_is_marked_not_available_with_the_next_check(addon: AddonHarness) -> None:
+    # The simulator serves no expenses, invoices, time-off policies...: the bootstrap's
+    # reference pull gets a 404 for each, which the status must not present as a fault.
+    body = (await addon.client.get("/api/status", params={"auth_token": addon.user_token()})).json()
+    rows = {row["kind"]: row for row in body["sync"]}
+    unavailable = {kind for kind, row in rows.items() if row["unavailable_status"] is not None}
+    assert {"expense", "invoice", "time_off_policy"} <= unavailable
+    for kind in unavailable:
+        row = rows[kind]
+        assert row["unavailable_status"] == 404, row
+        assert datetime.fromisoformat(row["parked_until"]) > datetime.now(UTC) + timedelta(hours=12), row
+    assert {"project", "tag", "user"} <= {kind for kind, row in rows.items() if row["unavailable_status"] is None}
+    assert rows["project"]["parked_until"] is None
+
+
+async def test_a_workspace_parked_for_failures_is_not_called_unavailable(addon: AddonHarness) -> None:
+    async with addon.runtime.sessions.begin() as session:
+        await state.set_fields(session, addon.workspace_id, WORKSPACE_KIND,
+                               parked_until=datetime.now(UTC) + timedelta(hours=1),
+                               parked_reason="3 consecutive failures; last: Clockify answered 404 to GET /x")
+    body = (await addon.client.get("/api/status", params={"auth_token": addon.user_token()})).json()
+    row = next(row for row in body["sync"] if row["kind"] == WORKSPACE_KIND)
+    assert row["parked_reason"].startswith("3 consecutive failures")
+    assert row["unavailable_status"] is None

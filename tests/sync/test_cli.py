@@ -14,6 +14,8 @@ import clockify_addon.app
 import clockify_addon.settings
 from clockify_addon.cli import cli
 from clockify_core.jobs.models import Job
+from clockify_core.jobs.worker import run_one
+from clockify_core.simulator.config import FaultSettings
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.sync.cli import _follow
 from clockify_core.testing.addon import installed_addon
@@ -85,3 +87,50 @@ async def test_progress_bars_on_a_terminal(simulator: InProcessSimulator, pg_url
         assert "100%" in text
         assert "━" in text  # the bar itself
         assert f"{job.progress['rows']} rows" in text
+
+
+async def test_backfill_run_ends_on_the_final_state_of_a_job_another_worker_holds(
+    simulator: InProcessSimulator, pg_url: str,
+) -> None:
+    """``backfill --run`` beside a running service: the service's worker holds the job, so the
+    command follows it to DONE (not a RUNNING percentage) and ends on rows and duration."""
+    async with installed_addon(
+        simulator, clockify_addon.app.create_app, clockify_addon.settings.Settings, db_url=pg_url, sync=SYNC,
+    ) as addon:
+        await addon.process()
+        ws = addon.workspace_id
+        args = ("backfill", "--since", "2023-01-01", "--until", "2025-01-01", "--window", "month", ws)
+        queued = await invoke(pg_url, *args)
+        assert queued.exit_code == 0, queued.output
+        found = re.search(r"queued backfill job (\d+)", queued.output)
+        assert found, queued.output
+        job_id = int(found.group(1))
+
+        # "The service's worker": this runtime claims the job and pulls it slowly.
+        simulator.sim.faults.configure(FaultSettings(latency_ms=100))
+        service_worker = asyncio.create_task(run_one(addon.runtime, kinds=("backfill",)))
+        while True:
+            async with addon.runtime.sessions() as s:
+                job = await s.get(Job, job_id)
+            assert job is not None
+            if job.status == "RUNNING":
+                break
+            await asyncio.sleep(0.05)
+
+        # The same backfill again: the command gets the held job and cannot run it itself.
+        result = await invoke(pg_url, *args, "--run")
+        assert await service_worker
+        simulator.sim.faults.configure(FaultSettings())
+        async with addon.runtime.sessions() as s:
+            done = await s.get(Job, job_id)
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert f"queued backfill job {job_id} for workspace {ws}" in lines[0]
+    # It saw the job running elsewhere and kept following it to the end.
+    assert any(line.startswith(f"job {job_id} ") and " RUNNING " in line for line in lines), result.output
+    assert done is not None
+    assert done.status == "DONE"
+    final = re.fullmatch(rf"backfill job {job_id} for workspace {ws}: DONE, (\d+) rows in [0-9.]+s", lines[-1])
+    assert final, result.output
+    assert int(final.group(1)) == done.progress["rows"]

@@ -40,7 +40,7 @@ async def addon(simulator: InProcessSimulator, pg_url: str) -> AsyncIterator[Add
 
 
 async def lose_webhooks(simulator: InProcessSimulator) -> None:
-    """Clockify keeps sending, but nothing reaches the add-on (REFERENCE §9.1)."""
+    """Clockify keeps sending, but nothing reaches the add-on (docs/clockify.md#retries)."""
     await simulator.sim.mount(ADDON_URL, httpx.MockTransport(lambda request: httpx.Response(503)))
 
 

@@ -45,6 +45,7 @@ def environment(sim: ServedSimulator, db_url: str, port: int) -> dict[str, str]:
         "CLOCKIFY_WORKER__POLL_INTERVAL": "0.1",
         "CLOCKIFY_SYNC__SCHEDULER": "false",
         "CLOCKIFY_SYNC__BOOTSTRAP_DAYS": "1",  # history is the backfill's job here
+        "CLOCKIFY_SYNC__HISTORY_BACKFILL": "false",  # the operator's backfill, not the one bootstrap queues
         "LOG_FORMAT": "json",
     }
 

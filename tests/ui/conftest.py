@@ -121,6 +121,8 @@ def _service_env(
         f"{prefix}WORKER__POLL_INTERVAL": "0.1",
         f"{prefix}SYNC__SCHEDULER": "false",
         f"{prefix}SYNC__BOOTSTRAP_DAYS": "30",
+        # The pages are looked at once bootstrap is done: no history backfill keeps them busy.
+        f"{prefix}SYNC__HISTORY_BACKFILL": "false",
         "LOG_FORMAT": "json",
         **extra,
     }

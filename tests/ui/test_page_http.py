@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -200,3 +201,41 @@ def test_frame_ancestors_come_from_the_environment(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("API_STUDIO_UI__FRAME_ANCESTORS", "http://localhost:8080,https://*.dev.example:8443")
     settings = api_studio.settings.Settings()
     assert settings.ui.frame_ancestors == ["http://localhost:8080", "https://*.dev.example:8443"]
+
+
+class _References(HTMLParser):
+    """Ids the page defines and the ids its labels and ARIA attributes point at."""
+
+    REFERRING = ("for", "aria-labelledby", "aria-describedby", "aria-controls")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+        self.references: list[tuple[str, str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name == "id" and value:
+                self.ids.append(value)
+            elif name in self.REFERRING and value:
+                self.references += [(tag, name, ref) for ref in value.split()]
+
+
+async def test_every_label_and_aria_reference_of_the_page_points_at_an_element(
+    simulator: InProcessSimulator, pg_url: str
+) -> None:
+    # The browser test checks the views the scripts build (tests/ui/test_accessibility.py); this
+    # checks the served markup, and the error page's.
+    async with installed_addon(simulator, api_studio.app.create_app, api_studio.settings.Settings, db_url=pg_url) as addon:
+        pages = {
+            "page": (await addon.client.get("/ui", params={"auth_token": addon.user_token()})).text,
+            "error page": (await addon.client.get("/ui", params={"auth_token": "not-a-token"})).text,
+        }
+    for name, text in pages.items():
+        parsed = _References()
+        parsed.feed(text)
+        assert parsed.references, name
+        duplicates = {i for i in parsed.ids if parsed.ids.count(i) > 1}
+        assert duplicates == set(), name
+        dangling = [ref for ref in parsed.references if ref[2] not in parsed.ids]
+        assert dangling == [], name

@@ -133,3 +133,19 @@ def test_the_flow_list_shows_the_last_error_of_a_failing_flow(service: UiService
     card = page.locator(f'.card.flow[data-flow="{flow["id"]}"]')
     expect(card.locator(".error-text")).to_have_text(failed[0]["error"])
     screenshot(page, "uw-flows-list-error", part=card)
+
+
+def test_data_clockify_does_not_offer_reads_as_not_available_not_as_a_fault(service: UiService, page: Page) -> None:
+    # The simulator serves no expenses: the bootstrap's reference pull gets a 404 for them.
+    open_page(page, service, service.owner_token())
+    expect(page.locator('.job[data-kind="bootstrap"][data-status="DONE"]')).to_be_visible(timeout=60_000)
+    page.get_by_role("button", name="Refresh", exact=True).click()
+    status = page.locator("#panel-status")
+    row = status.locator("tr", has=page.locator("td", has_text=re.compile(r"^expense$")))
+    note = row.locator(".not-available")
+    expect(note).to_be_visible()
+    expect(note.locator(".badge.neutral")).to_have_text("not available on this workspace")
+    expect(note).to_contain_text("Clockify answered 404; next check")
+    expect(row).not_to_contain_text("parked")
+    expect(row.locator(".error-text, .badge.bad, .badge.warn")).to_have_count(0)
+    screenshot(page, "uw-status-not-available", part=row.locator("xpath=ancestor::table"))

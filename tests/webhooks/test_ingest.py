@@ -4,6 +4,7 @@ a cached subscription never lets a revoked token store anything."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -40,8 +41,10 @@ async def _subscription(addon: AddonHarness) -> WebhookSubscription:
     return sub
 
 
-def _body(addon: AddonHarness, entry_id: str) -> bytes:
-    return json.dumps({**SAMPLE, "workspaceId": addon.workspace_id, "id": entry_id, "description": entry_id}).encode()
+def _body(addon: AddonHarness, label: str) -> bytes:
+    """A distinct entry per label, under a Clockify-shaped id (24 hex characters)."""
+    entry_id = hashlib.sha256(label.encode()).hexdigest()[:24]
+    return json.dumps({**SAMPLE, "workspaceId": addon.workspace_id, "id": entry_id, "description": label}).encode()
 
 
 async def _post(addon: AddonHarness, path: str, token: str, body: bytes) -> httpx.Response:
@@ -98,13 +101,19 @@ async def test_cached_subscription_cannot_outlive_its_revocation(addon: AddonHar
     assert addon.runtime.ingest.subscriptions.get(sub.token_digest or "", sub.path) is None
 
 
-async def test_an_overlong_entity_id_is_stored_not_a_500(addon: AddonHarness) -> None:
+async def test_an_entity_id_that_is_not_a_clockify_id_is_refused_and_nothing_stored(addon: AddonHarness) -> None:
+    """Issue 15 item 10: a 5,000-character id used to be answered 200 and then fail every
+    apply; ids are now checked at the door (Clockify ids are 24 hex characters)."""
     sub = await _subscription(addon)
     token = addon.runtime.cipher.decrypt(sub.token_encrypted or "")
-    r = await _post(addon, sub.path, token, _body(addon, "x" * 5000))
-    assert r.status_code == 200, r.text
+    for bad in ("x" * 5000, "64f0c0ffee0000000000e00", "64f0c0ffee0000000000e00g", "64f0c0ffee0000000000e001 "):
+        body = json.dumps({**SAMPLE, "workspaceId": addon.workspace_id, "id": bad}).encode()
+        r = await _post(addon, sub.path, token, body)
+        assert r.status_code == 400, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["detail"] == "id must be a Clockify id: 24 hexadecimal characters"
     async with addon.runtime.sessions() as s:
-        key = await s.scalar(select(InboxEvent.entity_key))
-        assert await s.scalar(select(func.count()).select_from(InboxEvent)) == 1
-    assert key is not None
-    assert key.startswith("time_entry:sha256:")
+        assert await s.scalar(select(func.count()).select_from(InboxEvent)) == 0
+    # The same body with a Clockify id is accepted.
+    good = json.dumps({**SAMPLE, "workspaceId": addon.workspace_id, "id": "64F0C0FFEE0000000000E001"}).encode()
+    assert (await _post(addon, sub.path, token, good)).status_code == 200

@@ -67,6 +67,21 @@ async def test_valid_delivery_is_accepted_once(addon: AddonHarness) -> None:
     assert await _inbox_count(addon) == 1
 
 
+async def test_webhook_requests_are_counted_under_their_route_template(addon: AddonHarness) -> None:
+    # The fast webhook route bypasses FastAPI's router; its traffic must still reach the
+    # per-route panels, not the "<unmatched>" bucket scanner 404s share.
+    token, path = await _token_for(addon, "NEW_TAG")
+    body = json.dumps(_body("NEW_TAG", addon.workspace_id)).encode()
+    headers = {"Clockify-Signature": token, "Clockify-Webhook-Event-Type": "NEW_TAG"}
+    assert (await _post(addon, path, body, headers)).status_code == 200
+    assert (await _post(addon, path, b"{not json", headers)).status_code == 400
+    text = (await addon.client.get("/metrics")).text
+    assert 'http_requests_total{method="POST",route="/webhooks/{slug}",status="200"} 1.0' in text
+    assert 'http_requests_total{method="POST",route="/webhooks/{slug}",status="400"} 1.0' in text
+    assert 'http_request_duration_seconds_count{method="POST",route="/webhooks/{slug}"} 2.0' in text
+    assert 'method="POST",route="<unmatched>"' not in text
+
+
 async def test_attacks_are_refused_and_store_nothing(addon: AddonHarness, simulator: InProcessSimulator) -> None:
     ws = addon.workspace_id
     token, path = await _token_for(addon, "NEW_TAG")

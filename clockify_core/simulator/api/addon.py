@@ -1,4 +1,4 @@
-"""Add-on-only endpoints under ``{backendUrl}/addon``: settings and the user-token exchange (REFERENCE §5-6)."""
+"""Add-on-only endpoints under ``{backendUrl}/addon``: settings and the user-token exchange (docs/clockify.md#add-on-endpoints)."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from clockify_core.errors import (
     Unauthorized,
     WorkspaceMismatch,
 )
-from clockify_core.simulator.auth import SCOPES, Principal
+from clockify_core.simulator.auth import ADMIN_ONLY, SCOPES, SELF_ONLY, Principal
 from clockify_core.simulator.model import Workspace
 from clockify_core.simulator.state import Simulator
 
@@ -45,6 +45,8 @@ def authorize(operation: str) -> DependsParam:
             raise Unauthorized("Send X-Addon-Token or X-Api-Key",
                                message="Full authentication is required to access this resource", code=1000)
         principal = sim.tokens.get(token or key or "")
+        if principal is None and token:
+            principal = sim.marketplace.signed_user_token(token)
         if principal is None or (principal.kind == "api_key") != (token is None):
             raise TokenInvalid("Unknown or revoked credential", message="Invalid token", code=1000)
         if principal.expires is not None and principal.expires < sim.clock():
@@ -61,12 +63,32 @@ def authorize(operation: str) -> DependsParam:
         if not principal.has_scope(scope):
             raise Forbidden(f"The add-on manifest lacks the {scope} scope",
                             message=f"Add-on does not have {scope} scope", code=403)
+        if not principal.is_admin:
+            _check_member(operation, principal, request)
         if request.method in _BODY_METHODS:
             await _refuse_oversized_numbers(request)
         return principal
 
     marker: DependsParam = Depends(dependency)
     return marker
+
+
+def _check_member(operation: str, principal: Principal, request: Request) -> None:
+    """What a member's own credential may not reach: admin-only operations, other users' data."""
+    other_user = operation in SELF_ONLY and request.path_params.get("userId") != principal.user_id
+    if operation in ADMIN_ONLY:
+        raise Forbidden(f"{operation} needs a workspace owner or admin; the credential acts for a member",
+                        message="Access Denied", code=403)
+    if other_user:
+        raise Forbidden(f"{operation}: a member may only name themselves as the user",
+                        message="Access Denied", code=403)
+
+
+def ensure_own_entry(ws: Workspace, principal: Principal, row: int) -> None:
+    """A member reads and changes their own time entries only."""
+    if not principal.is_admin and ws.user_ix.ids[ws.entries.user[row]] != principal.user_id:
+        raise Forbidden("The time entry belongs to another user; the credential acts for a member",
+                        message="Access Denied", code=403)
 
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})

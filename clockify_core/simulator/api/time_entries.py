@@ -13,6 +13,7 @@ from clockify_core.simulator import render
 from clockify_core.simulator.api.deps import (
     SimDep,
     authorize,
+    ensure_own_entry,
     json_response,
     page_params,
     paged_response,
@@ -104,7 +105,9 @@ async def get_in_progress(workspaceId: str, sim: SimDep, principal: Annotated[Pr
 async def get_time_entry(workspaceId: str, id: str, sim: SimDep, principal: Annotated[Principal, authorize("getTimeEntry")],
                          hydrated: bool = False) -> Response:
     ws = workspace_of(sim, principal)
-    return json_response(render.time_entry(ws, sim.ops.entry_row(ws, id), hydrated=hydrated))
+    row = sim.ops.entry_row(ws, id)
+    ensure_own_entry(ws, principal, row)
+    return json_response(render.time_entry(ws, row, hydrated=hydrated))
 
 
 @router.post("/time-entries", operation_id="createTimeEntry", status_code=201)
@@ -127,7 +130,9 @@ async def create_for_others(workspaceId: str, userId: str, sim: SimDep,
 async def update_time_entry(workspaceId: str, id: str, sim: SimDep,
                             principal: Annotated[Principal, authorize("updateTimeEntry")], body: JsonBody) -> Response:
     ws = workspace_of(sim, principal)
-    row = sim.ops.update_entry(ws, sim.ops.entry_row(ws, id), body)
+    row = sim.ops.entry_row(ws, id)
+    ensure_own_entry(ws, principal, row)
+    row = sim.ops.update_entry(ws, row, body)
     return json_response(render.time_entry(ws, row))
 
 
@@ -135,7 +140,9 @@ async def update_time_entry(workspaceId: str, id: str, sim: SimDep,
 async def delete_time_entry(workspaceId: str, id: str, sim: SimDep,
                             principal: Annotated[Principal, authorize("deleteTimeEntry")]) -> Response:
     ws = workspace_of(sim, principal)
-    sim.ops.delete_entry(ws, sim.ops.entry_row(ws, id))
+    row = sim.ops.entry_row(ws, id)
+    ensure_own_entry(ws, principal, row)
+    sim.ops.delete_entry(ws, row)
     return Response(status_code=204)
 
 

@@ -22,8 +22,8 @@ JsonBody = Annotated[dict[str, Any], Body()]
 
 def _addon_webhooks(sim: Simulator, ws: Workspace, addon_id: str | None = None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for inst in sim.marketplace.installations.values():
-        if inst.workspace_id != ws.id or (addon_id and inst.addon_id != addon_id):
+    for inst in sim.marketplace.of_workspace(ws.id):
+        if addon_id and inst.addon_id != addon_id:
             continue
         out.extend({"id": w.id, "name": inst.addon_key, "url": w.url, "userId": inst.addon_user_id,
                     "workspaceId": ws.id, "webhookEvent": w.event, "triggerSource": [],

@@ -1,4 +1,4 @@
-// Window messages between the page and Clockify (REFERENCE §5, "Window messages for iframes").
+// Window messages between the page and Clockify (docs/clockify.md#window-messages).
 //
 // The page asks with the documented `window.top.postMessage(JSON.stringify({action, payload}), "*")`.
 // The reply format is not documented; third-party add-ons receive

@@ -24,7 +24,7 @@ export class DryRunPanel {
     this.eventSelect.addEventListener("change", () => { sample.hidden = this.eventSelect.value !== "sample"; });
     this.loadRecent();
     return h("section", { class: "dry-run", "aria-labelledby": "dry-title" },
-      h("h4", { id: "dry-title" }, "Dry run"),
+      h("h3", { id: "dry-title" }, "Dry run"),
       h("p", { class: "muted" }, "Evaluates this definition (unsaved edits included) against an event; nothing is sent or written."),
       field("Event", this.eventSelect).field, sample,
       h("div", { class: "actions" },
@@ -83,10 +83,10 @@ export class DryRunPanel {
   renderDryRun(r) {
     const verdict = r.would_run ? badge("Would run", "ok") : r.matched ? badge("Matched, would not run", "warn") : badge("Not matched", "bad");
     replace(this.dryResult,
-      h("h5", { id: "dry-verdict" }, verdict),
+      h("h4", { id: "dry-verdict" }, verdict),
       r.blocked_by ? h("p", {}, r.blocked_by) : null,
-      r.conditions ? h("div", {}, h("h5", {}, "Conditions"), conditionTree(r.conditions)) : null,
-      r.actions.length ? h("div", {}, h("h5", {}, "Actions"), h("ol", { class: "dry-actions" }, r.actions.map((a) => h("li", {},
+      r.conditions ? h("div", {}, h("h4", {}, "Conditions"), conditionTree(r.conditions)) : null,
+      r.actions.length ? h("div", {}, h("h4", {}, "Actions"), h("ol", { class: "dry-actions" }, r.actions.map((a) => h("li", {},
         h("p", {}, h("strong", {}, a.id), ` (${a.type}) `, badge(a.outcome, a.outcome === "would_run" ? "ok" : a.outcome === "error" ? "bad" : "warn")),
         a.error ? h("p", { class: "error-text" }, a.error) : null,
         a.note ? h("p", { class: "muted" }, a.note) : null,

@@ -110,6 +110,8 @@ export class ExplorerTab {
   }
 
   renderList() {
+    // Typing before the operations arrive: activate() renders with the search once they do.
+    if (!this.operations) return;
     const needle = this.search.value.trim().toLowerCase();
     const tag = this.tagFilter.value;
     const matches = this.operations.filter((o) => (!tag || o.tag === tag)

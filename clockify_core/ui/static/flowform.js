@@ -92,7 +92,7 @@ export class FlowEditor {
     const save = h("button", { type: "button", class: "primary", onclick: () => this.save() }, "Save flow");
     const cancel = h("button", { type: "button", onclick: () => this.onDone(null) }, "Back to flows");
     return h("div", { class: "editor" },
-      h("h3", { id: "editor-title", tabindex: "-1" }, title),
+      h("h2", { id: "editor-title", tabindex: "-1" }, title),
       modes, this.body, h("div", { class: "actions" }, save, cancel),
       new DryRunPanel(this.ctx, () => this.definition()).element);
   }
@@ -193,8 +193,10 @@ export class FlowEditor {
     return field(label, area, hint).field;
   }
 
-  textField(owner, key, label, { hint, type = "text", list } = {}) {
-    const input = h("input", { type, autocomplete: "off", spellcheck: "false", list });
+  textField(owner, key, label, { hint, type = "text", list, id } = {}) {
+    // The id is given here, before field() writes the label's `for`: changed afterwards, the
+    // label would point at an element that no longer exists.
+    const input = h("input", { type, autocomplete: "off", spellcheck: "false", list, id });
     if (owner[key] !== undefined) input.value = String(owner[key]);
     input.addEventListener("input", () => {
       const value = input.value;
@@ -424,8 +426,8 @@ export class FlowEditor {
     switch (action.type) {
       case "clockify_api": {
         const listId = "flow-operations";
-        const op = this.textField(action, "operation_id", "Clockify operation (operationId)", { list: listId });
-        op.control.id = `action-${i}-operation`;
+        const op = this.textField(action, "operation_id", "Clockify operation (operationId)",
+          { list: listId, id: `action-${i}-operation` });
         const about = h("p", { class: "hint", "aria-live": "polite" });
         const pathArea = this.jsonField(action, "path", "Path parameters (JSON)", "workspaceId is always this workspace; e.g. {\"id\": \"{{ $.id }}\"}");
         op.control.addEventListener("change", () => this.describeOperation(action, op.control.value, about, pathArea));

@@ -60,9 +60,10 @@ export class FlowsTab {
       const error = flow.disabled_reason || this.lastErrors.get(flow.id) || "";
       const buttons = [
         h("button", { type: "button", onclick: () => this.showEditor(flow) }, this.admin ? "Edit" : "View", named(flow)),
-        h("button", { type: "button", onclick: () => this.showRuns(flow) }, "Runs", h("span", { class: "visually-hidden" }, ` of ${flow.name}`)),
       ];
       if (this.admin) {
+        // Runs hold events and API answers: admins only (the API answers 403 to a member).
+        buttons.push(h("button", { type: "button", onclick: () => this.showRuns(flow) }, "Runs", h("span", { class: "visually-hidden" }, ` of ${flow.name}`)));
         buttons.push(h("button", { type: "button", onclick: () => this.toggle(flow) }, flow.enabled ? "Disable" : "Enable", named(flow)));
         const del = h("button", { type: "button", class: "link danger" }, "Delete", named(flow));
         del.addEventListener("click", () => {
@@ -74,7 +75,7 @@ export class FlowsTab {
         buttons.push(del);
       }
       return h("article", { class: "card flow", "data-flow": flow.id },
-        h("h4", {}, flow.name, " ", state),
+        h("h3", {}, flow.name, " ", state),
         h("dl", { class: "pairs" },
           h("dt", {}, "Trigger"), h("dd", {}, triggerText(flow.trigger)),
           h("dt", {}, "Actions"), h("dd", {}, String(flow.actions.length)),
@@ -93,6 +94,7 @@ export class FlowsTab {
   }
 
   async loadLastErrors(flows) {
+    if (!this.admin) return; // a member may not read runs
     // Only failing flows: their newest failed run says why.
     const failing = flows.filter((f) => f.consecutive_failures > 0 && !f.disabled_reason).slice(0, 20);
     await Promise.all(failing.map(async (flow) => {
@@ -128,7 +130,7 @@ export class FlowsTab {
   showEditor(flow) {
     this.view = "editor";
     if (!this.admin) {
-      replace(this.panel, h("h3", { id: "editor-title", tabindex: "-1" }, flow.name),
+      replace(this.panel, h("h2", { id: "editor-title", tabindex: "-1" }, flow.name),
         h("pre", { class: "code", tabindex: "0" }, pretty({ trigger: flow.trigger, conditions: flow.conditions, actions: flow.actions })),
         h("button", { type: "button", onclick: () => this.showList(true) }, "Back to flows"));
       this.focusHeading("editor-title");
@@ -153,7 +155,7 @@ export class FlowsTab {
     }
     const all = rows.concat(page.runs);
     replace(this.panel,
-      h("div", { class: "toolbar" }, h("h3", { id: "runs-title", tabindex: "-1" }, `Runs of ${flow.name}`),
+      h("div", { class: "toolbar" }, h("h2", { id: "runs-title", tabindex: "-1" }, `Runs of ${flow.name}`),
         h("button", { type: "button", onclick: () => this.showList(true) }, "Back to flows")),
       all.length ? table(`Runs of ${flow.name}`, ["#", "Status", "Event", "When", "Time"], all.map((run) => h("tr", {},
         h("td", {}, String(run.id)),

@@ -33,6 +33,10 @@ function jobCard(job) {
     progressBar(job, `${job.kind} progress`),
     dl([
       step && ["Step", step],
+      // The history backfill walks back in time: how far the mirror reaches so far.
+      p.history_reached && ["History", p.history_complete ? `complete, back to ${p.history_reached}`
+        : `mirrored back to ${p.history_reached}, going further`],
+      p.slices && ["Slices", String(p.slices)],
       ["Pages", String(p.pages ?? 0)],
       ["Rows", String(p.rows ?? 0)],
       ["Errors", String(p.errors ?? 0)],
@@ -43,6 +47,16 @@ function jobCard(job) {
       p.skipped && ["Skipped", String(p.skipped)],
     ]),
     (job.error || p.last_error) ? h("p", { class: "error-text" }, "Last error: ", job.error || p.last_error) : null);
+}
+
+// A kind whose endpoint Clockify does not offer the workspace (a 404 for a feature it lacks)
+// is not a fault: say so in a neutral style, with when it is looked at again.
+function syncNote(r) {
+  if (r.unavailable_status) {
+    return h("span", { class: "not-available" }, badge("not available on this workspace", "neutral"),
+      h("span", { class: "muted" }, `Clockify answered ${r.unavailable_status}; next check ${fmtTime(r.parked_until)}`));
+  }
+  return r.parked_until ? `parked until ${fmtTime(r.parked_until)}: ${r.parked_reason || ""}` : r.last_error || "";
 }
 
 export class StatusTab {
@@ -151,10 +165,12 @@ export class StatusTab {
             h("td", {}, j.kind), h("td", {}, badge(j.status, toneOf(j.status))), h("td", {}, String(j.progress?.rows ?? 0)),
             h("td", {}, fmtTime(j.finished_at)), h("td", {}, j.error || ""))))) : null,
         data.sync.length ? h("h4", {}, "Sync state") : null,
-        data.sync.length ? table("Sync state", ["Data", "Last success", "Rows", "Up to", "Problem"], data.sync.map((r) => h("tr", {},
-          h("td", {}, r.kind === "*" ? "(all)" : r.kind), h("td", {}, fmtTime(r.last_success_at)), h("td", {}, String(r.rows_total)),
-          h("td", {}, fmtTime(r.watermark)),
-          h("td", {}, r.parked_until ? `parked until ${fmtTime(r.parked_until)}: ${r.parked_reason || ""}` : r.last_error || "")))) : null),
+        data.sync.length ? table("Sync state", ["Data", "Last success", "Rows", "Up to", "Note"], data.sync.map((r) => h("tr", {},
+          h("td", {}, r.kind === "*" ? "(all)" : r.kind),
+          // Nothing was ever read of data Clockify does not offer: the note takes the row.
+          r.unavailable_status ? h("td", { colspan: "4" }, syncNote(r)) : [
+            h("td", {}, fmtTime(r.last_success_at)), h("td", {}, String(r.rows_total)),
+            h("td", {}, fmtTime(r.watermark)), h("td", {}, syncNote(r))]))) : null),
       h("section", { "aria-labelledby": "st-events" },
         h("h3", { id: "st-events" }, "Last events"),
         data.recent_events.length
