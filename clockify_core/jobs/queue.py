@@ -7,8 +7,8 @@ worker died is claimed again once its lease expires, and resumes from its cursor
 At most one job of a kind runs per workspace at a time.
 
 Which due job a claim takes (docs/sync.md, "Fairness"): the one of highest
-:data:`PRIORITY` (webhook registration, then bootstraps, then syncs, then history
-backfills), among equals the one due longest (``run_after``, then ``id``), skipping
+:data:`PRIORITY` (webhook removal, then registrations and first bootstraps by install
+time, then syncs, then history backfills), among equals the one due longest (``run_after``, then ``id``), skipping
 workspaces that already run ``worker.workspace_concurrency`` jobs. A long bootstrap or
 backfill gives its worker back after a slice (``sync.slice_seconds``): it goes back to
 the queue with ``run_after`` now, behind every job that was due before, so other
@@ -40,8 +40,12 @@ ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 # makes a new workspace's mirror usable; syncs keep mirrors fresh; a history backfill
 # only ever takes what is left.
 PRIORITY: dict[str, int] = {
-    JobKind.REGISTER_WEBHOOKS.value: 0,
     JobKind.UNREGISTER_WEBHOOKS.value: 0,
+    # Registration ranks with the first bootstrap, not above it: for an add-on with many
+    # events it is dozens of requests, and ranked first a burst of N installs would register
+    # all N before any workspace got its data. Equal, they go by install time, each workspace's
+    # registration just before its bootstrap (enqueued together, one job per workspace at once).
+    JobKind.REGISTER_WEBHOOKS.value: 1,
     JobKind.BOOTSTRAP.value: 1,
     JobKind.SYNC.value: 2,
     JobKind.RECONCILE.value: 2,

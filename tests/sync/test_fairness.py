@@ -103,6 +103,21 @@ async def test_claims_follow_priority_then_round_robin_with_one_job_per_workspac
     assert attempts["bootstrap"] == 1  # a slice given back costs no attempt
 
 
+async def test_a_burst_of_installs_is_onboarded_in_install_order(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Registration ranks with the first bootstrap: one worker gives the first workspace its
+    webhooks and then its data before it starts on the next install's registration."""
+    for ws in ("ws-a", "ws-b", "ws-c"):
+        await _enqueue(sessions, ws, "register_webhooks")
+        await _enqueue(sessions, ws, "bootstrap")
+    order = []
+    while (claimed := await _claim(sessions, "w1")) is not None:
+        order.append(claimed)
+        await _done(sessions, "w1", *claimed)
+    assert order == [(ws, kind) for ws in ("ws-a", "ws-b", "ws-c") for kind in ("register_webhooks", "bootstrap")]
+
+
 async def test_workspace_concurrency_allows_that_many_jobs_of_one_workspace(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
