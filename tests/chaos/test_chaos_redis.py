@@ -67,6 +67,10 @@ def test_redis_outage_falls_back_to_local_limits_and_recovers(
     try:
         proc.wait_ready()
         installed = install(sim, proc, db)
+        # The bootstrap runs after the registration (one job per workspace at a time) and spends
+        # the same small bucket: the explorer calls below must have it to themselves.
+        wait_until(lambda: {r.status for r in db.rows("SELECT status FROM jobs WHERE kind = 'bootstrap'")} == {"DONE"},
+                   timeout=60, what="bootstrap")
         workspace_id, addon_id = installed["workspaceId"], installed["addonId"]
         user = sim.control.post("/__sim/user-token", json={"addonId": addon_id}).raise_for_status().json()["token"]
         pid = proc.proc.pid if proc.proc else None

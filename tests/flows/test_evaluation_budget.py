@@ -327,9 +327,10 @@ async def _answered_while_running(
 async def test_a_hostile_dry_run_does_not_hold_the_event_loop(simulator: InProcessSimulator, pg_url: str) -> None:
     # A step budget out of reach: the time budget (5 s) is what ends this evaluation.
     async with _service(simulator, pg_url, evaluation_budget=10**12, evaluation_timeout=5.0) as (addon, _, workspace_a):
-        hostile = _flow({"all": [_leaf("$..*..*") for _ in range(4)]})  # 4 x 555 = 2220: saveable
+        # 4 x 555 = 2220: saveable. "any": no leaf matches, so each is walked, past the 5 s budget.
+        hostile = _flow({"any": [_leaf("$..*..*") for _ in range(4)]})
         task = asyncio.create_task(addon.client.post("/api/flows/dry-run", headers=admin(addon), json={
-            "flow": hostile, "event": {"type": "NEW_TIME_ENTRY", "body": _deep_body(1500, 40)}}))
+            "flow": hostile, "event": {"type": "NEW_TIME_ENTRY", "body": _deep_body(2500, 40)}}))
         await _answered_while_running(addon, simulator, workspace_a, task, "_dry_evaluate")
         response = await task
         assert response.status_code == 200, response.text
@@ -346,12 +347,17 @@ async def test_a_hostile_inbox_evaluation_does_not_hold_the_event_loop(
 ) -> None:
     async with _service(simulator, pg_url, evaluation_budget=10**12, evaluation_timeout=5.0) as (addon, _, workspace_a):
         source = await _custom_source(addon)
+        # "any": no leaf matches, so every one is walked (4 x 555 = 2220, saveable), far past
+        # the 5 s time budget however fast the machine is ("all" would stop at the first).
         hostile = await create_flow(addon, {"name": "hostile", "trigger": {"custom_source": source["id"]},
-                                            "conditions": {"all": [_leaf("$..*..*") for _ in range(4)]}})
-        await _send_custom(addon, source, _deep_body(1500, 40))
+                                            "conditions": {"any": [_leaf("$..*..*") for _ in range(4)]}})
+        await _send_custom(addon, source, _deep_body(2500, 40))
         task = asyncio.create_task(process_batch(addon.runtime))  # the inbox worker takes B's event
         await _answered_while_running(addon, simulator, workspace_a, task, "evaluate_conditions")
         assert await task == 1
+        # On a loaded machine the first claim's lease can run out during the 5 s evaluation; the
+        # event is then claimed again and evaluated again: the run is recorded once either way.
+        await addon.process()
         [run] = await runs_of(addon, hostile["id"])
         assert run.status == RunStatus.CONDITION_ERROR
         assert run.error == "evaluation budget exceeded: longer than 5.0s (FLOWS__EVALUATION_TIMEOUT)"

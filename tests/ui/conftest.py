@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 
 from clockify_core.security.signing import KeyPair, TokenSigner
 from clockify_core.simulator.marketplace import Installation as SimInstallation
@@ -271,7 +272,15 @@ def screenshot(page: Page, name: str, *, full_page: bool = True, part: Locator |
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     if part is not None:
-        part.screenshot(path=str(path))
+        # The status tab re-renders every few seconds; a locator re-resolves, so a part replaced
+        # in the middle of its screenshot is simply taken again.
+        for attempt in range(3):
+            try:
+                part.screenshot(path=str(path))
+                break
+            except PlaywrightError as exc:
+                if "not attached" not in str(exc) or attempt == 2:
+                    raise
     else:
         page.screenshot(path=str(path), full_page=full_page)
     return path
