@@ -239,14 +239,19 @@ def _location(loc: Sequence[Any]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-async def _handle_validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
+def validation_errors(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
+    """The one-line detail (the first error) and every error, as problem bodies list them."""
     errors = [
         {"location": _location(err.get("loc", ())), "message": err.get("msg", ""), "kind": err.get("type", "")}
         for err in exc.errors()
     ]
     first = errors[0] if errors else None
-    detail = f"{first['location']}: {first['message']}" if first else "The request is not valid"
+    return (f"{first['location']}: {first['message']}" if first else "The request is not valid"), errors
+
+
+async def _handle_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    detail, errors = validation_errors(exc)
     body = ValidationFailed(detail, errors=errors).to_problem(
         instance=request.url.path, request_id=_request_id(request)
     )

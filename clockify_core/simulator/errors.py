@@ -8,33 +8,22 @@ path or method. Malformed input is a 400, as Clockify answers it, not FastAPI's 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from clockify_core.errors import BadRequest, problem_body, problem_response
+from clockify_core.errors import BadRequest, problem_body, problem_response, validation_errors
 
 # Clockify's code for a request it cannot read; the simulator's handlers use it too (ops.py).
 INVALID_REQUEST_CODE = 501
 
 
-def _location(loc: Sequence[Any]) -> str:
-    return ".".join(str(part) for part in loc)
-
-
 async def _invalid_request(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"location": _location(err.get("loc", ())), "message": err.get("msg", ""), "kind": err.get("type", "")}
-        for err in exc.errors()
-    ]
-    first = errors[0] if errors else None
-    detail = f"{first['location']}: {first['message']}" if first else "The request is not valid"
+    detail, errors = validation_errors(exc)
     error = BadRequest(detail, errors=errors, message=detail, code=INVALID_REQUEST_CODE)
     rid = getattr(request.state, "request_id", None)
     return problem_response(error.to_problem(instance=request.url.path, request_id=rid if isinstance(rid, str) else None))
