@@ -13,7 +13,7 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
-from clockify_core.db.models import metadata
+from clockify_core.models import metadata
 
 config = context.config
 

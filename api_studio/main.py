@@ -2,7 +2,7 @@
 
 from api_studio.app import create_app
 from api_studio.settings import Settings
-from clockify_core.startup import load_settings
+from clockify_core.kit import load_settings
 
 # Invalid settings end the process here with one or two lines naming the variable (exit code 2).
 app = create_app(load_settings(Settings), server_process=True)

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from clockify_core.config import ServiceSettings
+from clockify_core.kit import ServiceSettings
 
 
 class Settings(ServiceSettings):

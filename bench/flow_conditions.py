@@ -35,9 +35,10 @@ from sqlalchemy import select, update
 import universal_webhook.app
 import universal_webhook.settings
 from clockify_core.db.base import utcnow
-from clockify_core.flows.engine import event_context, flow_engine, settings_map
+from clockify_core.flows.engine import event_context, flow_engine
 from clockify_core.flows.models import Flow
-from clockify_core.lifecycle.models import Installation, WebhookSubscription
+from clockify_core.installations.models import Installation, WebhookSubscription
+from clockify_core.installations.settings import values
 from clockify_core.simulator import RateLimitSettings
 from clockify_core.simulator.testing import in_process_simulator, small_config
 from clockify_core.testing.addon import AddonHarness, installed_addon
@@ -130,7 +131,7 @@ async def bench(addon: AddonHarness, events: int) -> None:
         installation = await session.get(Installation, addon.workspace_id)
         assert installation is not None
         flows = [await engine.compile(runtime, f) for f in (await session.execute(select(Flow))).scalars()]
-    settings = settings_map(installation.settings)
+    settings = values(installation.settings)
     matched = 0
     best = float("inf")
     for _ in range(3):

@@ -49,8 +49,8 @@ import httpx  # noqa: E402
 from sqlalchemy import select, text  # noqa: E402
 
 from clockify_core.db import create_engine, create_session_factory  # noqa: E402
+from clockify_core.installations.models import SubscriptionStatus, WebhookSubscription  # noqa: E402
 from clockify_core.jobs.models import Job, JobKind, JobStatus  # noqa: E402
-from clockify_core.lifecycle.models import SubscriptionStatus, WebhookSubscription  # noqa: E402
 from clockify_core.security.crypto import TokenCipher  # noqa: E402
 from clockify_core.simulator.config import DataScale  # noqa: E402
 from clockify_core.simulator.testing import ServedSimulator, served_simulator, small_config  # noqa: E402

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.deps import RuntimeDep, SessionDep
 from clockify_core.errors import Forbidden, Unauthorized, WorkspaceMismatch
-from clockify_core.lifecycle.models import Installation
-from clockify_core.lifecycle.repository import require_installation
+from clockify_core.installations.models import Installation
+from clockify_core.installations.repository import require_installation
 from clockify_core.runtime import Runtime
 from clockify_core.security.tokens import ClockifyClaims, TokenKind, extract_bearer
 

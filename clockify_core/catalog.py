@@ -112,6 +112,8 @@ ALL_SCOPES: tuple[str, ...] = tuple(f"{area}_{mode}" for area in SCOPE_AREAS for
 READ_SCOPES: tuple[str, ...] = tuple(s for s in ALL_SCOPES if s.endswith("_READ"))
 
 PLANS = ("FREE", "BASIC", "STANDARD", "PRO", "ENTERPRISE")
+# Its 30 requests an hour are the whole workspace's budget (docs/clockify.md#rate-limits).
+FREE_PLAN = "FREE"
 
 TYPED_KINDS = frozenset({"time_entry", "project", "client", "tag", "task", "user"})
 

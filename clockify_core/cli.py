@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import typer
 
+from clockify_core.capability import Capability, Composition
 from clockify_core.config import ServiceSettings
 from clockify_core.db import create_engine
 from clockify_core.db.migrate import current_revision, downgrade, head_revision, upgrade
@@ -28,31 +29,15 @@ from clockify_core.sync.cli import add_sync_commands
 from clockify_core.tiers import ServiceProfile
 
 
-async def _run_worker(settings: ServiceSettings, profile: ServiceProfile, *, once: bool) -> None:
-    from clockify_core.app import setup_runtime, start_workers
-    from clockify_core.flows.engine import flow_engine
-    from clockify_core.flows.executor import run_due as run_due_flows
-    from clockify_core.jobs.worker import run_one
-    from clockify_core.observability.logging import configure_logging
-    from clockify_core.observability.metrics import Metrics
-    from clockify_core.runtime import open_runtime
-    from clockify_core.webhooks.worker import drain
-
-    configure_logging(settings.logging)
-    async with open_runtime(settings, profile, Metrics(profile.name)) as runtime:
-        setup_runtime(runtime)
+async def _run_worker(settings: ServiceSettings, profile: ServiceProfile, composition: Composition, *, once: bool) -> None:
+    async with composition.running(settings, profile) as runtime:
         if once:
-            await drain(runtime)
-            while await run_one(runtime):
-                pass
-            while await run_due_flows(runtime):  # due flow runs (retries scheduled later stay queued)
-                pass
-            await flow_engine(runtime).flush_counters(runtime)
+            await composition.drain(runtime)
             return
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, runtime.stop.set)
-        start_workers(runtime)
+        composition.start_loops(runtime)
         await runtime.stop.wait()
         await runtime.shutdown()
 
@@ -62,8 +47,10 @@ def build_cli(
     app_path: str,
     settings_cls: type[ServiceSettings],
     profile: ServiceProfile,
+    capabilities: Sequence[Capability],
     create_app: Callable[..., Any],
 ) -> typer.Typer:
+    composition = Composition(tuple(capabilities))
     cli = typer.Typer(help=f"{profile.title}: {profile.description}", no_args_is_help=True, add_completion=False)
 
     def settings() -> ServiceSettings:
@@ -113,17 +100,17 @@ def build_cli(
     def worker(once: bool = typer.Option(False, "--once", help="Process what is due now, then exit")) -> None:
         """Process the inbox and jobs without serving HTTP (scale workers apart from web processes)."""
         s = settings()
-        run(lambda: _run_worker(s, profile, once=once))
+        run(lambda: _run_worker(s, profile, composition, once=once))
 
-    add_sync_commands(cli, settings, profile)
+    add_sync_commands(cli, settings, profile, composition)
     add_report_command(cli, settings)
 
     @cli.command("rotate-secrets")
     def rotate_secrets_command() -> None:
         """Re-encrypt stored tokens and secrets under the first ENCRYPTION_KEY (then drop the old keys)."""
         from clockify_core.db import create_session_factory
+        from clockify_core.operator.rotation import rotate_secrets
         from clockify_core.security.crypto import TokenCipher
-        from clockify_core.security.rotation import rotate_secrets
 
         async def work() -> None:
             s = settings()

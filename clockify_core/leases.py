@@ -13,24 +13,33 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import String, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
 
-from clockify_core.sync.models import SchedulerLease
+from clockify_core.db.base import Base, UtcDateTime
+from clockify_core.db.dialect import insert_for, is_postgres
+
+
+class SchedulerLease(Base):
+    """Single-leader election that works on SQLite and PostgreSQL alike."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_tick_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # SQLite has no server: its clock is the host's, which every process sharing the file has in common.
 _SQLITE_NOW = text("strftime('%Y-%m-%d %H:%M:%f', 'now')")
 
 
-def _dialect(session: AsyncSession) -> str:
-    return session.bind.dialect.name if session.bind is not None else "postgresql"
-
-
 async def database_now(session: AsyncSession) -> datetime:
     """The database server's current time (UTC, aware)."""
-    if _dialect(session) == "postgresql":
+    if is_postgres(session):
         # statement_timestamp(), not now(): a transaction may have waited on a row lock since it began.
         value = await session.scalar(select(text("statement_timestamp()")))
     else:
@@ -49,9 +58,8 @@ async def take_lease(
     ``now`` defaults to the database's clock; pass one only for rows that are markers of
     the caller's own time rather than leases contended by instances.
     """
-    insert = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
     await session.execute(
-        insert(SchedulerLease).values(name=name, holder="", expires_at=_EPOCH).on_conflict_do_nothing(index_elements=["name"])
+        insert_for(session)(SchedulerLease).values(name=name, holder="", expires_at=_EPOCH).on_conflict_do_nothing(index_elements=["name"])
     )
     if now is None:
         now = await database_now(session)

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import httpx
 import redis.asyncio as aioredis
@@ -32,9 +32,9 @@ from clockify_core.security.crypto import TokenCipher
 from clockify_core.security.keys import key_provider_from_config
 from clockify_core.security.tokens import TokenVerifier
 from clockify_core.tiers import ServiceProfile
-from clockify_core.webhooks.ingest import WebhookIngest
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 # A background loop: runs until ``stop`` is set; must return promptly after it is.
 BackgroundLoop = Callable[["Runtime", asyncio.Event], Awaitable[None]]
@@ -52,17 +52,24 @@ class Runtime:
     limiter: RateLimiter
     clockify: ClockifyClient
     verifier: TokenVerifier
-    # The webhook receiver's group-commit writer and subscription cache.
-    ingest: WebhookIngest
     instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    # Capabilities register here while the app is composed (see clockify_core.app).
+    # Capabilities register here while the app is composed (clockify_core.capability).
     job_handlers: dict[str, Any] = field(default_factory=dict)
     event_handlers: list[Any] = field(default_factory=list)
+    # State a capability keeps for the lifespan, by type (the webhook receiver's WebhookIngest...).
+    parts: dict[type, Any] = field(default_factory=dict)
     # Set to wake a sleeping loop at once (a lifecycle call just queued work).
     jobs_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     inbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def part(self, kind: type[T]) -> T:
+        """The lifespan state of type ``kind`` a capability opened (``Capability.open``)."""
+        found = self.parts.get(kind)
+        if found is None:
+            raise LookupError(f"no capability of this app keeps a {kind.__name__}")
+        return cast(T, found)
 
     def start(self, name: str, loop: BackgroundLoop) -> None:
         async def supervised() -> None:
@@ -133,8 +140,6 @@ async def open_runtime(
         if settings.database.run_migrations:
             await upgrade(engine)
         sessions = create_session_factory(engine)
-        ingest = WebhookIngest.from_config(engine, settings.webhooks, metrics)
-        stack.push_async_callback(ingest.writer.aclose)
         yield Runtime(
             settings=settings,
             profile=profile,
@@ -146,5 +151,4 @@ async def open_runtime(
             limiter=limiter,
             clockify=clockify,
             verifier=verifier,
-            ingest=ingest,
         )

@@ -30,8 +30,6 @@ class ServiceProfile:
     custom_webhooks: bool = False
     # Bootstrap/sync of time entries (the heavy kind) besides reference data.
     sync_time_entries: bool = False
-    # `/health` for Clockify's marketplace checks (clockify_addon).
-    clockify_health_route: bool = False
     sidebar_label: str = "Add-on"
     extra: dict[str, str] = field(default_factory=dict)
 

@@ -1,6 +1,6 @@
 """ASGI entry point: ``uvicorn universal_webhook.main:app`` (and the same object under gunicorn)."""
 
-from clockify_core.startup import load_settings
+from clockify_core.kit import load_settings
 from universal_webhook.app import create_app
 from universal_webhook.settings import Settings
 

@@ -48,8 +48,8 @@ from clockify_core.client.transports import (
 )
 from clockify_core.config import HttpClientConfig
 from clockify_core.errors import HostNotAllowed
-from clockify_core.mirror.mapping import loads_without_nul
 from clockify_core.observability.metrics import Metrics
+from clockify_core.payloads import loads_without_nul
 from clockify_core.ratelimit.base import Limit, RateLimiter, SleepFn, limiter_key
 
 ApiKind = Literal["api", "reports", "pto", "addon"]

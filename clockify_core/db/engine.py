@@ -17,11 +17,6 @@ from sqlalchemy.ext.asyncio import (
 from clockify_core.config import DatabaseConfig
 
 
-def is_postgres(engine_or_url: AsyncEngine | str) -> bool:
-    url = engine_or_url if isinstance(engine_or_url, str) else str(engine_or_url.url)
-    return make_url(url).get_backend_name() == "postgresql"
-
-
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers run beside the single writer; busy_timeout makes writers queue
     # instead of failing when the worker and a request write at once.

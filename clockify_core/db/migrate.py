@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from alembic import command
+from clockify_core.db.dialect import is_postgres
 from clockify_core.errors import ConfigurationError
 
 # Any constant works; it only has to be the same in every process of the platform.
@@ -102,7 +103,7 @@ def _run(sync_conn: Connection, direction: str, revision: str) -> None:
 
 
 async def _migrate(engine: AsyncEngine, direction: str, revision: str) -> None:
-    if engine.dialect.name == "postgresql":
+    if is_postgres(engine):
         async with engine.begin() as conn:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ADVISORY_LOCK_ID})
             await conn.run_sync(_run, direction, revision)

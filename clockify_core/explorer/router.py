@@ -21,12 +21,12 @@ from clockify_core.access import UserDep
 from clockify_core.client import ClockifyApiError
 from clockify_core.deps import ProfileDep, RuntimeDep, SessionDep, SettingsDep
 from clockify_core.errors import ClockifyError, Conflict, RateLimited
-from clockify_core.explorer.models import ApiCall
 from clockify_core.explorer.service import OperationDetail, OperationSummary, detail, summarize
-from clockify_core.lifecycle.models import InstallationStatus
-from clockify_core.lifecycle.repository import installation_api
+from clockify_core.installations.models import InstallationStatus
+from clockify_core.installations.repository import installation_api
 from clockify_core.openapi import bundled_index
 from clockify_core.openapi.calls import check_policy, execute, find_operation, prepare_call, record
+from clockify_core.openapi.models import ApiCall
 
 router = APIRouter(prefix="/api/explorer", tags=["explorer"])
 

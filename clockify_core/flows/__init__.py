@@ -5,3 +5,7 @@
 in the inbox worker, ``executor`` performs queued runs, ``network`` is the SSRF guard of
 ``http_request``; ``service`` and ``router`` serve ``/api/flows``.
 """
+
+from clockify_core.flows.capability import FLOWS
+
+__all__ = ["FLOWS"]

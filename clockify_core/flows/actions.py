@@ -24,6 +24,7 @@ from clockify_core.flows.network import (
     literal_address,
 )
 from clockify_core.flows.paths import Context
+from clockify_core.flows.secrets import SECRET_KEY, is_stored_secret
 from clockify_core.flows.templates import (
     JsonTemplate,
     TemplateError,
@@ -56,6 +57,14 @@ _KEYS: Mapping[str, frozenset[str]] = {
     "set_variable": _COMMON_KEYS | {"name", "value"},
     "stop": _COMMON_KEYS | {"reason"},
 }
+
+
+def available_types(profile: ServiceProfile) -> list[str]:
+    """The action types a service's flows may use: outbound HTTP only where its tier allows it.
+
+    The flow editor offers exactly these (ui/session.py); saving another known type is a tier problem.
+    """
+    return [kind for kind in ACTION_TYPES if kind != "http_request" or profile.http_actions]
 
 
 @dataclass(frozen=True)
@@ -175,13 +184,12 @@ def _compile_one(
     when, when_problems = compile_condition(item.get("when"), limits.conditions, (*loc, "when"))
     bad.extend(when_problems)
     common = {"id": action_id, "type": kind, "when": when}
+    if kind not in available_types(profile):
+        problems.tier.append(Problem((*loc, "type"), f"{kind} actions are not available on {profile.title}", "tier_policy"))
     try:
         if kind == "clockify_api":
             return _clockify_api(item, loc, profile, common, problems)
         if kind == "http_request":
-            if not profile.http_actions:
-                problems.tier.append(Problem((*loc, "type"), f"http_request actions are not available on {profile.title}",
-                                             "tier_policy"))
             return _http_request(item, loc, limits, policy, common, problems)
         if kind == "set_variable":
             name = item.get("name")
@@ -353,8 +361,8 @@ def _http_request(
 
 
 def _secret(value: Mapping[str, Any], loc: tuple[str | int, ...], problems: ActionProblems) -> SecretHeader | None:
-    if set(value) == {"secret_encrypted"} and isinstance(value["secret_encrypted"], str):
-        return SecretHeader(encrypted=value["secret_encrypted"])
+    if is_stored_secret(value):
+        return SecretHeader(encrypted=value[SECRET_KEY])
     if set(value) == {"secret"} and isinstance(value["secret"], str) and value["secret"]:
         if problem := header_value_problem(value["secret"]):
             problems.invalid.append(Problem(loc, f"a secret header value {problem}"))

@@ -4,16 +4,21 @@ on PostgreSQL), and ending those whose worker keeps dying with them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, exists, func, literal, or_, select, update
+from sqlalchemy import Table, exists, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.db.base import utcnow
+from clockify_core.db.dialect import skip_locked
+from clockify_core.db.queue import LeasedQueue
 from clockify_core.flows.engine import record_failure
 from clockify_core.flows.models import FlowRun, RunStatus
-from clockify_core.lifecycle.models import Installation, InstallationStatus
+from clockify_core.installations.models import Installation, InstallationStatus
+
+RUNS = LeasedQueue(cast(Table, FlowRun.__table__), waiting=RunStatus.QUEUED, running=RunStatus.RUNNING,
+                   due_at="next_attempt_at")
 
 
 @dataclass
@@ -54,18 +59,13 @@ async def claim(
     forever. Such runs come back with ``gave_up`` set and must not be executed.
     """
     now = now or utcnow()
-    r = cast(Table, FlowRun.__table__)
-    due = or_(
-        and_(r.c.status == RunStatus.QUEUED, r.c.next_attempt_at <= now),
-        and_(r.c.status == RunStatus.RUNNING, r.c.locked_until < now),
-    )
+    r = RUNS.table
+    due = RUNS.due(now)
     # No outbound calls for a paused (INACTIVE) workspace: its runs wait.
     active = exists().where(
         Installation.workspace_id == r.c.workspace_id, Installation.status == InstallationStatus.ACTIVE
     )
-    candidates = select(r.c.id, r.c.status).where(due, active).order_by(r.c.id).limit(limit)
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True, of=r)
+    candidates = skip_locked(session, select(r.c.id, r.c.status).where(due, active).order_by(r.c.id).limit(limit), of=r)
     found = (await session.execute(candidates)).all()
     if not found:
         return []
@@ -76,8 +76,7 @@ async def claim(
             # Due still: on SQLite the SELECT takes no lock, so another worker may have claimed a row since.
             .where(r.c.id.in_([row.id for row in found]), due, active)
             .values(
-                status=RunStatus.RUNNING, locked_by=worker_id, locked_until=now + timedelta(seconds=lease_seconds),
-                attempts=r.c.attempts + 1, started_at=func_coalesce(r.c.started_at, now),
+                **RUNS.lease(worker_id, now=now, seconds=lease_seconds), started_at=func_coalesce(r.c.started_at, now),
             )
             .returning(
                 r.c.id, r.c.flow_id, r.c.workspace_id, r.c.event_type, r.c.inbox_event_id, r.c.chain_depth,

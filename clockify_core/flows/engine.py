@@ -49,6 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.catalog import EVENTS
 from clockify_core.config import FlowsConfig
+from clockify_core.db.after_commit import after_commit
 from clockify_core.db.base import JsonType, UtcDateTime, utcnow
 from clockify_core.errors import ClockifyError
 from clockify_core.flows.conditions import ConditionError
@@ -56,15 +57,15 @@ from clockify_core.flows.definition import CompiledFlow, compile_stored
 from clockify_core.flows.models import ADMITTED, Flow, FlowLoopMark, FlowRun, RunStatus
 from clockify_core.flows.network import NetworkPolicy, Resolver, system_resolver
 from clockify_core.flows.paths import Budget, BudgetExceeded, Context
-from clockify_core.lifecycle.models import Installation, InstallationStatus
-from clockify_core.mirror.mapping import entity_id
+from clockify_core.installations.models import Installation, InstallationStatus
+from clockify_core.installations.settings import flag, values
+from clockify_core.payloads import entity_id
 from clockify_core.runtime import Runtime
 from clockify_core.webhooks.inbox import ClaimedEvent
 from clockify_core.webhooks.models import EventSource
 
 log = structlog.get_logger(__name__)
 CACHE_LIMIT = 20_000
-TRUE_TEXT = frozenset({"true", "1", "yes", "on"})
 EVALUATION_THREADS = 2  # per process: evaluations are budgeted, so two threads always move on
 INLINE_STEPS = 5_000  # what an event's conditions may spend on the loop before going to the pool
 INLINE_SECONDS = 0.005
@@ -107,19 +108,6 @@ _RECENT_AND_MARKS = union_all(
     select(literal("m").label("kind"), FlowLoopMark.flow_id.label("flow_id"), FlowLoopMark.depth.label("value"))
     .where(FlowLoopMark.flow_id.in_(_IDS), FlowLoopMark.entity_id == _ENTITY, FlowLoopMark.expires_at > _NOW),
 )
-
-
-def settings_map(settings: Sequence[Any] | None) -> dict[str, Any]:
-    """The installation's flat settings list as {id: value}."""
-    return {s["id"]: s.get("value") for s in settings or () if isinstance(s, Mapping) and isinstance(s.get("id"), str)}
-
-
-def flows_switched_on(settings: Mapping[str, Any]) -> bool:
-    """The workspace's `flows_enabled` installation setting (on unless set off)."""
-    value = settings.get("flows_enabled", True)
-    if isinstance(value, str):
-        return value.strip().lower() in TRUE_TEXT
-    return value is None or bool(value)
 
 
 def event_context(
@@ -244,7 +232,7 @@ class FlowEngine:
     async def _current(
         self, runtime: Runtime, session: AsyncSession, workspace_id: str
     ) -> tuple[Mapping[str, Any] | None, list[CachedFlow]]:
-        """The installation's settings (None: not installed) and its enabled flows, compiled.
+        """The installation's settings (None: not installed, or flows switched off) and its enabled flows, compiled.
 
         One round trip brings the installation row and the (id, version) of every enabled
         flow; only flows whose version moved are loaded and compiled again.
@@ -254,7 +242,8 @@ class FlowEngine:
         current: list[tuple[str, int]] = []
         for row in rows:
             if row.kind == "i":
-                settings = None if row.status == InstallationStatus.DELETED else settings_map(row.settings)
+                if row.status != InstallationStatus.DELETED and flag(row.settings, "flows_enabled"):
+                    settings = values(row.settings)
             else:
                 current.append((row.id, row.version))
         current.sort()
@@ -276,7 +265,7 @@ class FlowEngine:
 
     async def apply(self, runtime: Runtime, session: AsyncSession, event: ClaimedEvent, prepared: Any) -> None:
         settings, flows = await self._current(runtime, session, event.workspace_id)
-        if settings is None or not flows_switched_on(settings):
+        if settings is None:
             return
         candidates = [f for f in flows if f.compiled.trigger.matches(event.event_type, event.source, event.source_ref)]
         if not candidates:
@@ -332,7 +321,7 @@ class FlowEngine:
         for flow_id, error in failures:
             await record_failure(session, flow_id, error, runtime.settings.flows.failure_threshold)
         if any(row.status == RunStatus.QUEUED for row in rows):
-            self.wakeup.set()
+            after_commit(session, self.wakeup.set)  # the event's transaction commits the runs
 
     async def _admit(
         self, runtime: Runtime, session: AsyncSession, flows: list[CachedFlow], entity: str | None, now: datetime
@@ -425,7 +414,7 @@ async def record_success(session: AsyncSession, flow_id: str) -> None:
 
 
 def flow_engine(runtime: Runtime) -> FlowEngine:
-    """The engine registered on ``runtime`` (see clockify_core.app.setup_runtime)."""
+    """The engine registered on ``runtime`` (by the FLOWS capability, clockify_core/flows/capability.py)."""
     for handler in runtime.event_handlers:
         if isinstance(handler, FlowEngine):
             return handler

@@ -31,14 +31,14 @@ import httpx
 import orjson
 import structlog
 from sqlalchemy import delete, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.client import ClockifyApiError, decode_json
 from clockify_core.db.base import utcnow
+from clockify_core.db.dialect import insert_for
 from clockify_core.db.failures import describe_failure
+from clockify_core.db.queue import retry_delay
 from clockify_core.errors import ClockifyError, RateLimited
-from clockify_core.explorer.models import ApiCall
 from clockify_core.flows import network
 from clockify_core.flows.actions import (
     Action,
@@ -51,28 +51,27 @@ from clockify_core.flows.actions import (
     render_api_call,
     render_http,
 )
-from clockify_core.flows.claims import ClaimedRun, claim
+from clockify_core.flows.claims import RUNS, ClaimedRun, claim
 from clockify_core.flows.conditions import ConditionError
 from clockify_core.flows.engine import (
     FlowEngine,
     budgeted,
     event_context,
     flow_engine,
-    flows_switched_on,
     record_failure,
     record_success,
-    settings_map,
 )
 from clockify_core.flows.masking import flow_secrets, mask_call, masked, stored_state
-from clockify_core.flows.models import FINISHED, Flow, FlowLoopMark, FlowRun, RunStatus
+from clockify_core.flows.models import FINISHED, Flow, FlowLoopMark, RunStatus
 from clockify_core.flows.paths import Context
 from clockify_core.flows.templates import TemplateError
-from clockify_core.lifecycle.models import Installation
-from clockify_core.lifecycle.repository import installation_api
+from clockify_core.installations.models import Installation
+from clockify_core.installations.repository import installation_api
+from clockify_core.installations.settings import flag, values
 from clockify_core.observability.isolation import installation_failed
 from clockify_core.observability.logging import redact_text
+from clockify_core.openapi.models import ApiCall
 from clockify_core.runtime import Runtime
-from clockify_core.webhooks.inbox import backoff_seconds
 
 log = structlog.get_logger(__name__)
 EXCERPT_CHARS = 500
@@ -134,8 +133,8 @@ async def execute(runtime: Runtime, engine: FlowEngine, run: ClaimedRun) -> None
         installation = await session.get(Installation, run.workspace_id)
     if flow is None or installation is None:
         return  # deleted with its flow (the run row went with it) or the workspace was purged
-    settings = settings_map(installation.settings)
-    if not flow.enabled or not flows_switched_on(settings):
+    settings = values(installation.settings)
+    if not flow.enabled or not flag(installation.settings, "flows_enabled"):
         reason = "the flow was disabled" if not flow.enabled else "flows are switched off for the workspace"
         await _finish(runtime, run, RunStatus.SKIPPED, run.actions, error=f"not run: {reason}")
         return
@@ -320,15 +319,11 @@ async def _http_request(runtime: Runtime, engine: FlowEngine, action: HttpReques
 
 # Recording -----------------------------------------------------------------------------------
 
-def _insert(session: AsyncSession) -> Any:
-    return postgresql.insert if session.bind is not None and session.bind.dialect.name == "postgresql" else sqlite.insert
-
-
 async def _upsert_marks(session: AsyncSession, runtime: Runtime, run: ClaimedRun, entity_ids: list[str]) -> None:
     expires = utcnow() + timedelta(seconds=runtime.settings.flows.loop_window_seconds)
     table = FlowLoopMark.__table__
     for entity in dict.fromkeys(entity_ids):
-        stmt = _insert(session)(table).values(
+        stmt = insert_for(session)(table).values(
             flow_id=run.flow_id, entity_id=entity[:200], workspace_id=run.workspace_id,
             depth=run.chain_depth + 1, expires_at=expires,
         )
@@ -344,11 +339,7 @@ async def _remember(runtime: Runtime, run: ClaimedRun, entity_ids: list[str]) ->
 
 
 async def _owned(session: AsyncSession, runtime: Runtime, run: ClaimedRun, **values: Any) -> None:
-    result = await session.execute(
-        update(FlowRun)
-        .where(FlowRun.id == run.id, FlowRun.locked_by == runtime.instance_id, FlowRun.status == RunStatus.RUNNING)
-        .values(**values)
-    )
+    result = await session.execute(update(RUNS.table).where(*RUNS.held(run.id, runtime.instance_id)).values(**values))
     if int(getattr(result, "rowcount", 0) or 0) != 1:
         raise LeaseLost
 
@@ -384,13 +375,14 @@ async def _action_failed(
          "attempts": attempts},
         run.secrets,
     )
-    if failure.retryable and attempts < config.max_action_attempts:
-        delay = backoff_seconds(attempts, base=config.retry_backoff_base, cap=config.retry_backoff_max)
+    delay = retry_delay(
+        attempts, max_attempts=config.max_action_attempts, base=config.retry_backoff_base, cap=config.retry_backoff_max
+    )
+    if failure.retryable and delay is not None:
         async with runtime.sessions.begin() as session:
             await _owned(
-                session, runtime, run, status=RunStatus.QUEUED,
+                session, runtime, run, **RUNS.retry_at(utcnow() + timedelta(seconds=delay)),
                 state=stored_state({**state, "last_failure": record}, run.secrets), actions=masked(results, run.secrets),
-                next_attempt_at=utcnow() + timedelta(seconds=delay), locked_by=None, locked_until=None,
                 error=mask(f"{action.id}: {failure} (attempt {attempts}, retrying)", run.secrets),
             )
         log.info("flows.action_retry", run_id=run.id, action=action.id, attempt=attempts, delay=round(delay, 2))

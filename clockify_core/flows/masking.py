@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 
 from clockify_core.errors import ClockifyError
-from clockify_core.explorer.models import ApiCall
 from clockify_core.flows.actions import Action, HttpRequestAction, SecretHeader, mask
+from clockify_core.openapi.models import ApiCall
 
 
 def flow_secrets(actions: tuple[Action, ...], decrypt: Callable[[str], str]) -> list[str]:

@@ -32,8 +32,6 @@ from clockify_core.flows.engine import (
     budgeted,
     event_context,
     flow_engine,
-    flows_switched_on,
-    settings_map,
 )
 from clockify_core.flows.models import Flow, FlowLoopMark, FlowRun
 from clockify_core.flows.paths import Context
@@ -47,9 +45,11 @@ from clockify_core.flows.schemas import (
     FlowRunRead,
     FlowUpdate,
 )
+from clockify_core.flows.secrets import SECRET_KEY, is_stored_secret, stored_secret
 from clockify_core.flows.templates import TemplateError
-from clockify_core.lifecycle.limits import reserve_slot
-from clockify_core.lifecycle.models import Installation
+from clockify_core.installations.limits import reserve_slot
+from clockify_core.installations.models import Installation
+from clockify_core.installations.settings import flag, values
 from clockify_core.runtime import Runtime
 from clockify_core.webhooks.models import CustomWebhookSource, InboxEvent
 
@@ -66,7 +66,7 @@ def refuse_sealed(data: FlowDefinition) -> None:
     for index, action in enumerate(data.actions):
         headers = action.get("headers") if isinstance(action, dict) else None
         for name, value in (headers or {}).items() if isinstance(headers, dict) else ():
-            if isinstance(value, dict) and "secret_encrypted" in value:
+            if isinstance(value, dict) and SECRET_KEY in value:
                 location = f"body.actions.{index}.headers.{name}"
                 raise ValidationFailed(
                     f"{location}: send secrets as {{\"secret\": value}}",
@@ -94,8 +94,8 @@ def _previous_secrets(stored: list[dict[str, Any]] | None) -> dict[tuple[str, st
     for index, action in enumerate(stored or []):
         action_id = str(action.get("id", f"step{index + 1}"))
         for name, value in (action.get("headers") or {}).items():
-            if isinstance(value, dict) and "secret_encrypted" in value:
-                found[(action_id, name.lower())] = value["secret_encrypted"]
+            if is_stored_secret(value):
+                found[(action_id, name.lower())] = value[SECRET_KEY]
     return found
 
 
@@ -131,9 +131,9 @@ def seal_actions(
                                 errors=[{"location": f"body.actions.{index}.headers.{name}", "message": reason,
                                          "kind": "missing"}],
                             )
-                        headers[name] = {"secret_encrypted": stored}
+                        headers[name] = stored_secret(stored)
                     else:
-                        headers[name] = {"secret_encrypted": runtime.cipher.encrypt(value["secret"])}
+                        headers[name] = stored_secret(runtime.cipher.encrypt(value["secret"]))
         sealed.append(action)
     return sealed
 
@@ -142,7 +142,7 @@ def _masked_actions(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     shown = copy.deepcopy(actions)
     for action in shown:
         for name, value in (action.get("headers") or {}).items():
-            if isinstance(value, dict) and "secret_encrypted" in value:
+            if is_stored_secret(value):
                 action["headers"][name] = {"secret": MASK}
     return shown
 
@@ -157,7 +157,7 @@ def _unmasked_for_compile(data: FlowDefinition, previous: list[dict[str, Any]] |
         action_id = str(action.get("id", f"step{index + 1}"))
         for name, value in (action.get("headers") or {}).items() if isinstance(action.get("headers"), dict) else ():
             if isinstance(value, dict) and value.get("secret") == MASK and (action_id, name.lower()) in kept:
-                action["headers"][name] = {"secret_encrypted": kept[(action_id, name.lower())]}
+                action["headers"][name] = stored_secret(kept[(action_id, name.lower())])
     return data.model_copy(update={"actions": actions})
 
 
@@ -313,7 +313,8 @@ async def dry_run(
             sample.type, sample.source, sample.source_ref, None, sample.body, utcnow()
         )
     installation = await session.get(Installation, workspace_id)
-    settings = settings_map(installation.settings if installation else None)
+    stored = installation.settings if installation else None
+    settings = values(stored)
     ctx = event_context(
         body=body, event_type=event_type, source=source, source_ref=source_ref, event_id=event_id,
         received_at=received_at, workspace_id=workspace_id, settings=settings,
@@ -324,13 +325,13 @@ async def dry_run(
         result.blocked_by = "the trigger does not name this event"
         return result
     return await flow_engine(runtime).offload(
-        _dry_evaluate, compiled, ctx, result, enabled=enabled, settings=settings, workspace_id=workspace_id,
-        bases=_base_urls(installation), config=runtime.settings.flows,
+        _dry_evaluate, compiled, ctx, result, enabled=enabled, switched_on=flag(stored, "flows_enabled"),
+        workspace_id=workspace_id, bases=_base_urls(installation), config=runtime.settings.flows,
     )
 
 
 def _dry_evaluate(
-    compiled: CompiledFlow, ctx: Context, result: DryRunResult, *, enabled: bool, settings: dict[str, Any],
+    compiled: CompiledFlow, ctx: Context, result: DryRunResult, *, enabled: bool, switched_on: bool,
     workspace_id: str, bases: dict[str, str | None], config: FlowsConfig,
 ) -> DryRunResult:
     """The CPU part of a dry-run (in the engine's thread pool): conditions, then each action, each budgeted."""
@@ -346,7 +347,7 @@ def _dry_evaluate(
         return result
     if not enabled:
         result.blocked_by = "the flow is disabled"
-    elif not flows_switched_on(settings):
+    elif not switched_on:
         result.blocked_by = "flows are switched off for this workspace (flows_enabled)"
     result.would_run = result.blocked_by is None
     for action in compiled.actions:

@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clockify_core.db.migrate import head_revision, stored_revision
 from clockify_core.deps import MetricsDep, RuntimeDep
-from clockify_core.errors import PROBLEM_TYPE_BASE, problem_body, problem_response
+from clockify_core.errors import PROBLEM_TYPE_BASE, problem_body
 from clockify_core.runtime import Runtime
+from clockify_core.web.problems import problem_response
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT = 3.0
@@ -86,7 +87,10 @@ async def ready(runtime: RuntimeDep) -> Response:
     return JSONResponse({"status": "degraded" if degraded else "ready", "checks": checks})
 
 
-@router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
+metrics_router = APIRouter(tags=["health"])
+
+
+@metrics_router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
 async def metrics_endpoint(metrics: MetricsDep) -> Response:
     return Response(content=metrics.render(), media_type=metrics.content_type)
 

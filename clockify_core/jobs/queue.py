@@ -23,14 +23,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, and_, case, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, Table, case, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.db.base import utcnow
+from clockify_core.db.dialect import is_postgres, skip_locked
+from clockify_core.db.queue import LeasedQueue
+from clockify_core.installations.models import Installation, InstallationStatus
 from clockify_core.jobs.models import Job, JobKind, JobStatus
-from clockify_core.lifecycle.models import Installation, InstallationStatus
 
 JOBS: Table = Job.__table__  # type: ignore[assignment]  # the declarative __table__ is a Table
+QUEUE = LeasedQueue(JOBS, waiting=JobStatus.QUEUED, running=JobStatus.RUNNING, due_at="run_after")
 
 # These must run whatever state the installation is in (they clean up after it).
 RUNS_WHEN_INACTIVE = frozenset({JobKind.UNREGISTER_WEBHOOKS.value})
@@ -122,10 +125,6 @@ async def claim(
     now = now or utcnow()
     j = JOBS
     other = Job.__table__.alias("other")
-    due = or_(
-        and_(j.c.status == JobStatus.QUEUED, j.c.run_after <= now),
-        and_(j.c.status == JobStatus.RUNNING, j.c.locked_until < now),
-    )
     active = or_(
         j.c.kind.in_(RUNS_WHEN_INACTIVE),
         exists().where(Installation.workspace_id == j.c.workspace_id, Installation.status == InstallationStatus.ACTIVE),
@@ -140,18 +139,14 @@ async def claim(
     room = or_(j.c.kind.in_(RUNS_WHEN_INACTIVE), _running_in_workspace(j.c.workspace_id, j.c.id, now) < workspace_concurrency)
     candidate = (
         select(j.c.id)
-        .where(due, active, ~busy, room, j.c.kind.in_(list(kinds)))
+        .where(QUEUE.due(now), active, ~busy, room, j.c.kind.in_(list(kinds)))
         .order_by(priority(j.c.kind), j.c.run_after, j.c.id)
         .limit(1)
     )
-    take = update(j).values(
-        status=JobStatus.RUNNING,
-        locked_by=worker_id,
-        locked_until=now + timedelta(seconds=lease_seconds),
-        attempts=j.c.attempts + 1,
-        started_at=now,
-    ).returning(j.c.id, j.c.workspace_id, j.c.kind, j.c.params, j.c.cursor, j.c.progress, j.c.attempts)
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    take = update(j).values(**QUEUE.lease(worker_id, now=now, seconds=lease_seconds), started_at=now).returning(
+        j.c.id, j.c.workspace_id, j.c.kind, j.c.params, j.c.cursor, j.c.progress, j.c.attempts
+    )
+    if is_postgres(session):
         row = await _claim_postgresql(session, candidate, take, now=now, workspace_concurrency=workspace_concurrency)
     else:
         # SQLite: one statement under the database's write lock sees every committed claim.
@@ -192,7 +187,7 @@ async def _claim_postgresql(
     j = JOBS
     full: list[str] = []
     for _ in range(_CLAIM_TRIES):
-        query = candidate.add_columns(j.c.workspace_id, j.c.kind).with_for_update(skip_locked=True, of=j)
+        query = skip_locked(session, candidate.add_columns(j.c.workspace_id, j.c.kind), of=j)
         if full:
             query = query.where(j.c.workspace_id.not_in(full))
         picked = (await session.execute(query)).first()
@@ -226,9 +221,7 @@ async def heartbeat(
         values["progress"] = dict(progress)
     if cursor is not None:
         values["cursor"] = dict(cursor)
-    result = await session.execute(
-        update(Job).where(Job.id == job_id, Job.locked_by == worker_id, Job.status == JobStatus.RUNNING).values(**values)
-    )
+    result = await session.execute(update(JOBS).where(*QUEUE.held(job_id, worker_id)).values(**values))
     return int(getattr(result, "rowcount", 0) or 0) == 1
 
 
@@ -242,12 +235,12 @@ async def holds(session: AsyncSession, job_id: int, *, worker_id: str, lock: boo
     writers of one job share it. SQLite gets the database's write lock from a no-op
     update, so nothing commits between this check and the writes after it.
     """
-    mine = (Job.id == job_id, Job.locked_by == worker_id, Job.status == JobStatus.RUNNING)
+    mine = QUEUE.held(job_id, worker_id)
     if not lock:
-        return await session.scalar(select(Job.id).where(*mine)) is not None
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        return await session.scalar(select(Job.id).where(*mine).with_for_update(read=True)) is not None
-    result = await session.execute(update(Job).where(*mine).values(locked_by=Job.locked_by))
+        return await session.scalar(select(JOBS.c.id).where(*mine)) is not None
+    if is_postgres(session):
+        return await session.scalar(select(JOBS.c.id).where(*mine).with_for_update(read=True)) is not None
+    result = await session.execute(update(JOBS).where(*mine).values(locked_by=JOBS.c.locked_by))
     return int(getattr(result, "rowcount", 0) or 0) == 1
 
 
@@ -260,22 +253,30 @@ async def complete(
     error: str | None = None,
     progress: Mapping[str, Any] | None = None,
 ) -> bool:
-    values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "locked_by": None, "locked_until": None, "error": error}
+    values: dict[str, Any] = {"status": status, "finished_at": utcnow(), **QUEUE.released, "error": error}
     if progress is not None:
         values["progress"] = dict(progress)
-    result = await session.execute(
-        update(Job).where(Job.id == job_id, Job.locked_by == worker_id, Job.status == JobStatus.RUNNING).values(**values)
-    )
+    result = await session.execute(update(JOBS).where(*QUEUE.held(job_id, worker_id)).values(**values))
     return int(getattr(result, "rowcount", 0) or 0) == 1
 
 
 async def retry_later(session: AsyncSession, job_id: int, *, worker_id: str, error: str, delay: float) -> None:
     await session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.locked_by == worker_id)
-        .values(status=JobStatus.QUEUED, locked_by=None, locked_until=None, error=error[:2000],
-                run_after=utcnow() + timedelta(seconds=delay))
+        update(JOBS)
+        .where(JOBS.c.id == job_id, JOBS.c.locked_by == worker_id)
+        .values(**QUEUE.retry_at(utcnow() + timedelta(seconds=delay)), error=error[:2000])
     )
+
+
+async def defer(session: AsyncSession, job_id: int, *, worker_id: str, reason: str, delay: float) -> bool:
+    """Back to the queue for ``delay`` seconds, cursor and progress kept: the job waits for a
+    rate budget to refill. Waiting is no failure, so the claim's attempt is given back and a
+    job deferred any number of times is never dead-lettered for it."""
+    result = await session.execute(
+        update(JOBS).where(*QUEUE.held(job_id, worker_id))
+        .values(**QUEUE.given_back(), run_after=utcnow() + timedelta(seconds=delay), error=reason[:2000])
+    )
+    return int(getattr(result, "rowcount", 0) or 0) == 1
 
 
 async def requeue(session: AsyncSession, job_id: int, *, worker_id: str) -> bool:
@@ -284,10 +285,7 @@ async def requeue(session: AsyncSession, job_id: int, *, worker_id: str) -> bool
     Its cursor and progress stay; the claim's attempt is given back (a slice is no failure).
     """
     result = await session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.locked_by == worker_id, Job.status == JobStatus.RUNNING)
-        .values(status=JobStatus.QUEUED, locked_by=None, locked_until=None, run_after=utcnow(),
-                attempts=Job.attempts - 1)
+        update(JOBS).where(*QUEUE.held(job_id, worker_id)).values(**QUEUE.given_back(), run_after=utcnow())
     )
     return int(getattr(result, "rowcount", 0) or 0) == 1
 

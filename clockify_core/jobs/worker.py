@@ -12,16 +12,16 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.db.failures import describe_failure
+from clockify_core.db.queue import retry_delay
 from clockify_core.jobs import queue
 from clockify_core.jobs.models import JobKind, JobStatus
 from clockify_core.runtime import Runtime
-from clockify_core.webhooks.inbox import backoff_seconds
 
 log = structlog.get_logger(__name__)
 
@@ -79,6 +79,18 @@ class JobContext:
         if not live:
             self.lost = True
             raise JobLost(f"job {self.job.id} was cancelled or taken over")
+
+    async def defer(self, seconds: float, reason: str) -> NoReturn:
+        """Give the worker back until a rate budget has refilled (``seconds``), instead of
+        waiting in the loop while other workspaces' jobs are due. The cursor is kept and no
+        attempt is spent (:func:`~clockify_core.jobs.queue.defer`)."""
+        self.report(deferred=reason[:300])
+        await self.checkpoint()
+        async with self.runtime.sessions.begin() as session:
+            await queue.defer(session, self.job.id, worker_id=self.runtime.instance_id, reason=reason, delay=seconds)
+        log.info("job.deferred", job_id=self.job.id, kind=self.job.kind, workspace_id=self.workspace_id,
+                 seconds=round(seconds, 1))
+        raise JobLost(f"deferred for {seconds:.0f} s until the rate budget refills")
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -154,8 +166,9 @@ async def _record_failure(runtime: Runtime, ctx: JobContext, exc: Exception) -> 
     job, worker = ctx.job, runtime.settings.worker
     error = describe_failure(exc, limit=2000)
     ctx.report(last_error=error[:500])
+    delay = retry_delay(job.attempts, max_attempts=worker.max_attempts, base=worker.backoff_base, cap=worker.backoff_max)
     async with runtime.sessions.begin() as session:
-        if job.attempts >= worker.max_attempts:
+        if delay is None:
             await queue.complete(session, job.id, worker_id=runtime.instance_id, status=JobStatus.FAILED,
                                  error=error[:2000], progress=ctx.progress)
             runtime.metrics.jobs.labels(job.kind, "failed").inc()
@@ -163,7 +176,6 @@ async def _record_failure(runtime: Runtime, ctx: JobContext, exc: Exception) -> 
                 runtime.metrics.bootstrap_jobs.labels("failed").inc()
             log.error("job.failed", job_id=job.id, kind=job.kind, error=error)
         else:
-            delay = backoff_seconds(job.attempts, base=worker.backoff_base, cap=worker.backoff_max)
             await queue.retry_later(session, job.id, worker_id=runtime.instance_id, error=error, delay=delay)
             log.warning("job.retry", job_id=job.id, kind=job.kind, error=error, delay=round(delay, 1))
 

@@ -7,6 +7,20 @@ subscription, removes stale registrations (from before a reinstall) at Clockify 
 and records a refusal (plan limits, permissions) on the subscription with Clockify's
 reason instead of failing the installation.
 
+It spends only what the workspace's plan allows (docs/scaling.md, "Free-plan
+workspaces"). INSTALLED queues it behind the first bootstrap, whose first request reads
+the workspace record and with it the plan (``installations.subscription_plan``), so it
+knows the plan without a request of its own, and the bootstrap has the budget first (a
+plan still unknown, e.g. an unreadable workspace record, counts as paid). On
+the Free plan (30 requests an hour for the whole workspace, 3 workspace webhooks) it
+registers the first :data:`FREE_PLAN_WEBHOOKS` events in the profile's order (the
+busiest first) and leaves the rest to the scheduled syncs; they are registered when the
+plan changes (the sync that reads a new plan queues this job again). Calls go through the
+plan's rate budget; when it has no room (a limiter wait over :data:`RATE_WAIT_SECONDS`)
+or Clockify answers 429, the job is deferred until the budget has refilled instead of
+waiting in a job loop (:meth:`~clockify_core.jobs.worker.JobContext.defer`: no attempt
+spent), and the next run skips what is registered already.
+
 A delete answered 401, 403 or 404 means the webhook is no longer ours to remove: Clockify
 drops an add-on's webhooks and revokes its token with the uninstall.
 """
@@ -15,36 +29,43 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import structlog
 from sqlalchemy import select, update
 
-from clockify_core.catalog import event_slug, webhook_path
+from clockify_core.catalog import FREE_PLAN, event_slug, webhook_path
 from clockify_core.client import ClockifyApiError, WorkspaceApi, decode_json
 from clockify_core.client.errors import body_excerpt
-from clockify_core.jobs.models import Job
-from clockify_core.jobs.worker import JobContext
-from clockify_core.lifecycle.models import (
+from clockify_core.errors import RateLimited
+from clockify_core.installations.models import (
     SubscriptionSource,
     SubscriptionStatus,
     WebhookSubscription,
 )
-from clockify_core.lifecycle.repository import (
+from clockify_core.installations.repository import (
     get_installation,
     installation_api,
     require_installation,
 )
+from clockify_core.jobs.models import Job
+from clockify_core.jobs.worker import JobContext
 from clockify_core.runtime import Runtime
 from clockify_core.security.crypto import token_digest
 
 log = structlog.get_logger(__name__)
 
 GONE = frozenset({401, 403, 404})  # revoked or dropped with an uninstall, or never ours
+# Workspace webhooks Clockify keeps on the Free plan (docs/clockify.md, "Webhooks").
+FREE_PLAN_WEBHOOKS = 3
+# A longer wait for the workspace's rate budget defers the job: a job loop never sleeps on it.
+RATE_WAIT_SECONDS = 5.0
+DEFAULT_DEFER_SECONDS = 60.0  # a 429 without Retry-After
 
 
-async def delete_webhook(api: WorkspaceApi, webhook_id: str) -> int:
+async def delete_webhook(api: WorkspaceApi, ctx: JobContext, webhook_id: str) -> int:
     """Remove one registration at Clockify; returns the status. 5xx raises, so the job retries;
     any other refusal is logged and not retried (repeating it would change nothing)."""
-    response = await api.request("DELETE", f"/v1/workspaces/{api.workspace_id}/webhooks/{webhook_id}")
+    response = await _send(api, ctx, "DELETE", f"/v1/workspaces/{api.workspace_id}/webhooks/{webhook_id}")
     if response.status_code >= 500:
         raise ClockifyApiError.from_response(response)
     if not response.is_success and response.status_code not in GONE:
@@ -85,18 +106,32 @@ async def _save(ctx: JobContext, event: str, **values: Any) -> None:
                 setattr(existing, key, value)
 
 
+async def _send(api: WorkspaceApi, ctx: JobContext, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One call within the workspace's rate budget; the job is deferred when the budget has no
+    room, or when Clockify answered 429 after the client's retries."""
+    try:
+        response = await api.request(method, path, max_wait=RATE_WAIT_SECONDS, **kwargs)
+    except RateLimited as exc:
+        await ctx.defer(float(exc.extensions.get("retry_after", DEFAULT_DEFER_SECONDS)), exc.detail)
+    if response.status_code == 429:
+        error = ClockifyApiError.from_response(response)
+        await ctx.defer(error.retry_after or DEFAULT_DEFER_SECONDS, error.detail)
+    return response
+
+
 async def register_webhooks(runtime: Runtime, ctx: JobContext) -> None:
     workspace_id = ctx.workspace_id
     settings = runtime.settings
     async with runtime.sessions() as session:
         installation = await require_installation(session, workspace_id, active=True)
+    free = installation.subscription_plan == FREE_PLAN
     # Checked before every call: an uninstall cancels the job, and then it calls Clockify no more.
     api = installation_api(runtime, installation, before_send=ctx.ensure_live)
     current = await _runtime_subscriptions(runtime, workspace_id)
 
     for event, sub in current.items():
         if sub.status == SubscriptionStatus.REMOVED and sub.clockify_webhook_id:
-            status = await delete_webhook(api, sub.clockify_webhook_id)
+            status = await delete_webhook(api, ctx, sub.clockify_webhook_id)
             log.info("webhooks.stale_removed", workspace_id=workspace_id, webhook_event=event, status=status)
             await _save(ctx, event, clockify_webhook_id=None)
 
@@ -112,12 +147,14 @@ async def register_webhooks(runtime: Runtime, ctx: JobContext) -> None:
                 )
             ).all()
         )
-    registered = refused = 0
-    for event in (e for e in runtime.profile.events if e not in delivered):
-        existing = current.get(event)
-        if existing is not None and existing.status == SubscriptionStatus.ACTIVE and existing.token_digest:
-            registered += 1
-            continue
+    wanted = [e for e in runtime.profile.events if e not in delivered]
+    active = {e for e in wanted if _active(current.get(e))}
+    # On the Free plan: the busiest events first, as many as Clockify keeps (registered ones count).
+    room = max(0, FREE_PLAN_WEBHOOKS - len(active)) if free else len(wanted)
+    todo = [e for e in wanted if e not in active][:room]
+    registered, refused = len(active), 0
+    ctx.report(registered=registered, refused=refused, left_to_sync=len(wanted) - len(active) - len(todo))
+    for event in todo:
         body = {
             "name": event_slug(event)[:30],
             "url": settings.base_url.rstrip("/") + webhook_path(event),
@@ -125,7 +162,7 @@ async def register_webhooks(runtime: Runtime, ctx: JobContext) -> None:
             "triggerSource": [workspace_id],
             "triggerSourceType": "WORKSPACE_ID",
         }
-        response = await api.request("POST", f"/v1/workspaces/{workspace_id}/webhooks", json=body)
+        response = await _send(api, ctx, "POST", f"/v1/workspaces/{workspace_id}/webhooks", json=body)
         if response.status_code >= 500:
             raise ClockifyApiError.from_response(response)  # the job is retried with backoff
         if response.is_success:
@@ -146,7 +183,10 @@ async def register_webhooks(runtime: Runtime, ctx: JobContext) -> None:
             refused += 1
             log.warning("webhooks.registration_refused", workspace_id=workspace_id, webhook_event=event, status=response.status_code)
         ctx.report(registered=registered, refused=refused)
-    ctx.report(registered=registered, refused=refused)
+
+
+def _active(sub: WebhookSubscription | None) -> bool:
+    return sub is not None and sub.status == SubscriptionStatus.ACTIVE and bool(sub.token_digest)
 
 
 async def unregister_webhooks(runtime: Runtime, ctx: JobContext) -> None:
@@ -163,7 +203,7 @@ async def unregister_webhooks(runtime: Runtime, ctx: JobContext) -> None:
         if installation is not None:
             api = installation_api(runtime, installation, token=runtime.cipher.decrypt(encrypted))
             for position, webhook_id in enumerate(ids):
-                status = await delete_webhook(api, webhook_id)
+                status = await delete_webhook(api, ctx, webhook_id)
                 if status == 401:
                     # The token went with the uninstall, and with it the add-on's webhooks.
                     gone += len(ids) - position

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header
 
+from clockify_core.db.after_commit import after_commit
 from clockify_core.deps import RuntimeDep, SessionDep
 from clockify_core.errors import TokenInvalid, Unauthorized
 from clockify_core.lifecycle import service
@@ -65,14 +66,14 @@ async def installed(
     payload: InstalledPayload, auth: InstalledAuth, runtime: RuntimeDep, session: SessionDep
 ) -> LifecycleAck:
     await service.install(runtime, session, auth, payload)
-    runtime.jobs_wakeup.set()
+    after_commit(session, runtime.jobs_wakeup.set)
     return LifecycleAck(status="installed", workspace_id=payload.workspace_id)
 
 
 @router.post("/deleted", responses=_REFUSALS, summary="Clockify uninstalled the add-on")
 async def deleted(payload: DeletedPayload, auth: DeletedAuth, runtime: RuntimeDep, session: SessionDep) -> LifecycleAck:
     await service.uninstall(runtime, session, auth, payload)
-    runtime.jobs_wakeup.set()
+    after_commit(session, runtime.jobs_wakeup.set)
     return LifecycleAck(status="deleted", workspace_id=payload.workspace_id)
 
 
@@ -81,8 +82,8 @@ async def status_changed(
     payload: StatusChangedPayload, auth: StatusAuth, runtime: RuntimeDep, session: SessionDep
 ) -> LifecycleAck:
     await service.change_status(runtime, session, auth, payload)
-    runtime.jobs_wakeup.set()
-    runtime.inbox_wakeup.set()
+    after_commit(session, runtime.jobs_wakeup.set)
+    after_commit(session, runtime.inbox_wakeup.set)
     return LifecycleAck(status=payload.status.lower(), workspace_id=payload.workspace_id)
 
 

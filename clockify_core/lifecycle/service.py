@@ -13,18 +13,16 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import structlog
-from sqlalchemy import Table, and_, delete, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.catalog import path_event
 from clockify_core.db.base import utcnow
-from clockify_core.db.models import metadata
+from clockify_core.db.dialect import insert_for
+from clockify_core.db.purge import purge_workspace
 from clockify_core.errors import BadRequest, TokenInvalid, WorkspaceMismatch
-from clockify_core.jobs import queue
-from clockify_core.jobs.models import Job, JobKind
-from clockify_core.lifecycle import settings as workspace_settings
-from clockify_core.lifecycle.models import (
+from clockify_core.installations import settings as workspace_settings
+from clockify_core.installations.models import (
     REVOKED_TOKENS_KEPT,
     Installation,
     InstallationStatus,
@@ -33,7 +31,9 @@ from clockify_core.lifecycle.models import (
     UsedLifecycleToken,
     WebhookSubscription,
 )
-from clockify_core.lifecycle.repository import require_installation, subscriptions
+from clockify_core.installations.repository import require_installation, subscriptions
+from clockify_core.jobs import queue
+from clockify_core.jobs.models import JobKind
 from clockify_core.lifecycle.schemas import (
     DeletedPayload,
     InstalledPayload,
@@ -47,9 +47,6 @@ from clockify_core.security.tokens import ClockifyClaims, TokenKind, ensure_work
 from clockify_core.webhooks import inbox
 
 log = structlog.get_logger(__name__)
-
-# Tables whose rows outlive an uninstall: the installation record and the cleanup job.
-_KEPT_ON_PURGE = {"installations", "jobs"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +102,8 @@ async def consume(runtime: Runtime, session: AsyncSession, auth: LifecycleToken,
         expires_at = datetime.fromtimestamp(auth.claims.exp or 0, UTC) + leeway
     except (OverflowError, OSError, ValueError):  # an exp past year 9999
         expires_at = datetime(9999, 12, 31, tzinfo=UTC)
-    bind = session.bind
-    insert = postgresql.insert if bind is not None and bind.dialect.name == "postgresql" else sqlite.insert
     stmt = (
-        insert(UsedLifecycleToken)
+        insert_for(session)(UsedLifecycleToken)
         .values(digest=auth.digest, event=event, expires_at=expires_at, used_at=utcnow())
         .on_conflict_do_nothing(index_elements=["digest"])
         .returning(UsedLifecycleToken.digest)
@@ -217,9 +212,10 @@ async def install(runtime: Runtime, session: AsyncSession, auth: LifecycleToken,
                 token_digest=token_digest(tokens[event]),
             )
         )
+    # The bootstrap first: its first request reads the plan, which registration spends by.
+    await queue.enqueue(session, payload.workspace_id, JobKind.BOOTSTRAP)
     if any(event not in manifest for event in profile.events):
         await queue.enqueue(session, payload.workspace_id, JobKind.REGISTER_WEBHOOKS)
-    await queue.enqueue(session, payload.workspace_id, JobKind.BOOTSTRAP)
     log.info("lifecycle.installed", workspace_id=payload.workspace_id, webhooks=len(manifest))
 
 
@@ -231,11 +227,9 @@ async def _locked_installation(session: AsyncSession, workspace_id: str, addon_i
     holds the write lock already) and then find what it stored, so none fails on a duplicate
     key. A new row starts as DELETED with no settings; the caller fills it in.
     """
-    bind = session.bind
-    insert = postgresql.insert if bind is not None and bind.dialect.name == "postgresql" else sqlite.insert
     now = utcnow()
     await session.execute(
-        insert(Installation)
+        insert_for(session)(Installation)
         .values(workspace_id=workspace_id, addon_id=addon_id, status=InstallationStatus.DELETED, settings=[],
                 installed_at=now, updated_at=now)
         .on_conflict_do_nothing(index_elements=["workspace_id"])
@@ -305,44 +299,31 @@ async def uninstall(runtime: Runtime, session: AsyncSession, auth: LifecycleToke
         for s in await subscriptions(session, workspace_id)
         if s.source == SubscriptionSource.RUNTIME and s.clockify_webhook_id
     ]
+    token = installation.auth_token_encrypted
     await queue.cancel_workspace(session, workspace_id)
     await inbox.cancel_workspace(session, workspace_id)
-    if registered and installation.auth_token_encrypted:
-        # Clockify revokes the token with the uninstall; the job tries once and records what happened.
-        await queue.enqueue(
-            session, workspace_id, JobKind.UNREGISTER_WEBHOOKS,
-            {"webhook_ids": registered, "token": installation.auth_token_encrypted}, unique=False,
-        )
     await session.execute(delete(WebhookSubscription).where(WebhookSubscription.workspace_id == workspace_id))
     now = utcnow()
     installation.status = InstallationStatus.DELETED
     installation.status_changed_at = now
     installation.deleted_at = now
-    if installation.auth_token_encrypted:
-        revoked = token_digest(runtime.cipher.decrypt(installation.auth_token_encrypted))
+    if token:
+        revoked = token_digest(runtime.cipher.decrypt(token))
         installation.revoked_token_digests = [*(installation.revoked_token_digests or ()), revoked][-REVOKED_TOKENS_KEPT:]
     installation.auth_token_encrypted = None
     retention = runtime.settings.lifecycle.retention_days
     if retention:
         installation.purge_after = now + timedelta(days=retention)
     else:
-        await purge_workspace_data(session, workspace_id)
+        await purge_workspace(session, workspace_id)
+    if registered and token:
+        # Queued after the purge, so an immediate one leaves it. Clockify revokes the token with
+        # the uninstall; the job tries once and records what happened.
+        await queue.enqueue(
+            session, workspace_id, JobKind.UNREGISTER_WEBHOOKS, {"webhook_ids": registered, "token": token},
+            unique=False,
+        )
     log.info("lifecycle.deleted", workspace_id=workspace_id, retention_days=retention)
-
-
-async def purge_workspace_data(session: AsyncSession, workspace_id: str) -> int:
-    """Delete every row of the workspace in every table that has one, children first."""
-    removed = 0
-    for table in reversed(metadata.sorted_tables):
-        assert isinstance(table, Table)
-        if "workspace_id" not in table.c or table.name in _KEPT_ON_PURGE:
-            continue
-        result = await session.execute(delete(table).where(table.c.workspace_id == workspace_id))
-        removed += int(getattr(result, "rowcount", 0) or 0)
-    await session.execute(
-        delete(Job).where(Job.workspace_id == workspace_id, Job.kind != JobKind.UNREGISTER_WEBHOOKS)
-    )
-    return removed
 
 
 async def change_status(
@@ -365,7 +346,7 @@ async def update_settings(
     ids = [s.id for s in payload.settings]
     if len(set(ids)) != len(ids):
         raise BadRequest("settings contain the same id twice")
-    # Clockify stores whatever the admin typed; the installation stores it clamped (lifecycle/settings.py).
+    # Clockify stores whatever the admin typed; the installation stores it clamped (installations/settings.py).
     installation.settings, adjusted = workspace_settings.normalize(s.model_dump(mode="json") for s in payload.settings)
     for change in adjusted:
         log.warning("lifecycle.setting_clamped", workspace_id=payload.workspace_id, setting=change.id,

@@ -8,8 +8,10 @@ through the Webhooks API (see ``clockify_core.lifecycle``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from clockify_core.catalog import webhook_path
-from clockify_core.lifecycle.settings import (
+from clockify_core.installations.settings import (
     BACKFILL_MONTHS,
     FLAGS,
     HISTORY_MONTHS,
@@ -36,34 +38,62 @@ LIFECYCLE_PATHS: dict[LifecycleType, str] = {
 }
 SIDEBAR_PATH = "/ui"
 
+
+def _sync_tab(*settings: Setting) -> SettingsTab:
+    return SettingsTab(id="sync", name="Sync", header=SettingsHeader(title="Workspace mirror"), settings=list(settings))
+
+
 # Installation settings Clockify renders and stores for us; SETTINGS_UPDATED sends them back flat.
-# Defaults and ranges belong to clockify_core.lifecycle.settings, which clamps what admins type.
-DEFAULT_SETTINGS = StructuredSettings(
-    tabs=[
-        SettingsTab(
-            id="sync",
-            name="Sync",
-            header=SettingsHeader(title="Workspace mirror"),
-            settings=[
-                Setting(id="sync_enabled", name="Keep the mirror in sync", type="CHECKBOX", value=FLAGS["sync_enabled"],
-                        access_level="ADMINS", description="Pull changes on a schedule besides webhooks"),
-                Setting(id=SYNC_INTERVAL_MINUTES.id, name="Sync every (minutes)", type="NUMBER",
-                        value=SYNC_INTERVAL_MINUTES.default, access_level="ADMINS",
-                        description=f"How often incremental sync runs: {SYNC_INTERVAL_MINUTES.describe()}"),
-                Setting(id=HISTORY_MONTHS.id, name="Months of history to mirror", type="NUMBER",
-                        value=HISTORY_MONTHS.default, access_level="ADMINS",
-                        description="Time entries are mirrored this many months back (0: the whole history, "
-                                    "fetched in the background after the recent weeks): " + HISTORY_MONTHS.describe()),
-                Setting(id=BACKFILL_MONTHS.id, name="Backfill months of history (older setting)", type="NUMBER",
-                        value=BACKFILL_MONTHS.default, access_level="ADMINS",
-                        description="Used only while the setting above is 0: above 0, history stops this many months "
-                                    "before the recent window (0: no limit): " + BACKFILL_MONTHS.describe()),
-                Setting(id="flows_enabled", name="Run flows", type="CHECKBOX", value=FLAGS["flows_enabled"],
-                        access_level="ADMINS", description="Switch every flow of this workspace on or off"),
-            ],
-        )
-    ]
+# Defaults and ranges belong to clockify_core.installations.settings, which clamps what admins type.
+SYNC_TAB = _sync_tab(
+    Setting(id="sync_enabled", name="Keep the mirror in sync", type="CHECKBOX", value=FLAGS["sync_enabled"],
+            access_level="ADMINS", description="Pull changes on a schedule besides webhooks"),
+    Setting(id=SYNC_INTERVAL_MINUTES.id, name="Sync every (minutes)", type="NUMBER",
+            value=SYNC_INTERVAL_MINUTES.default, access_level="ADMINS",
+            description=f"How often incremental sync runs: {SYNC_INTERVAL_MINUTES.describe()}"),
+    Setting(id=HISTORY_MONTHS.id, name="Months of history to mirror", type="NUMBER",
+            value=HISTORY_MONTHS.default, access_level="ADMINS",
+            description="Time entries are mirrored this many months back (0: the whole history, "
+                        "fetched in the background after the recent weeks): " + HISTORY_MONTHS.describe()),
+    Setting(id=BACKFILL_MONTHS.id, name="Backfill months of history (older setting)", type="NUMBER",
+            value=BACKFILL_MONTHS.default, access_level="ADMINS",
+            description="Used only while the setting above is 0: above 0, history stops this many months "
+                        "before the recent window (0: no limit): " + BACKFILL_MONTHS.describe()),
 )
+# Flows' switch shares the tab (tabs with one id are merged in capability order).
+FLOWS_TAB = _sync_tab(
+    Setting(id="flows_enabled", name="Run flows", type="CHECKBOX", value=FLAGS["flows_enabled"],
+            access_level="ADMINS", description="Switch every flow of this workspace on or off"),
+)
+# The label is the profile's (``sidebar_label``).
+SIDEBAR = Component(type="sidebar", access_level="ADMINS", path=SIDEBAR_PATH, label="")
+
+
+@dataclass(frozen=True)
+class ManifestPart:
+    """Manifest entries a capability brings (``clockify_core.capability``): components (a
+    sidebar, a widget...) and installation settings. Tabs with the same id are merged in
+    order; a component without a label gets the profile's ``sidebar_label``."""
+
+    components: tuple[Component, ...] = ()
+    tabs: tuple[SettingsTab, ...] = ()
+
+    def __add__(self, other: ManifestPart) -> ManifestPart:
+        return ManifestPart(self.components + other.components, self.tabs + other.tabs)
+
+    def settings(self) -> StructuredSettings | None:
+        merged: dict[str, SettingsTab] = {}
+        for tab in self.tabs:
+            if tab.id in merged:
+                merged[tab.id] = merged[tab.id].model_copy(update={"settings": [*merged[tab.id].settings, *tab.settings]})
+            else:
+                merged[tab.id] = tab
+        return StructuredSettings(tabs=list(merged.values())) if merged else None
+
+
+# What the three services compose: the sync and flows settings and the sidebar.
+STANDARD_PARTS = ManifestPart(components=(SIDEBAR,), tabs=(SYNC_TAB, FLOWS_TAB))
+DEFAULT_SETTINGS = STANDARD_PARTS.settings() or StructuredSettings(tabs=[])
 
 
 def manifest_webhook_events(profile: ServiceProfile, cap: int) -> tuple[str, ...]:
@@ -82,7 +112,10 @@ def build_manifest(
     name: str | None = None,
     plan: str | None = None,
     webhook_cap: int = 10,
+    parts: ManifestPart = STANDARD_PARTS,
 ) -> Manifest:
+    settings = parts.settings()
+    components = [c if c.label else c.model_copy(update={"label": profile.sidebar_label}) for c in parts.components]
     return Manifest.model_validate(
         {
             "schemaVersion": "1.5",
@@ -96,9 +129,7 @@ def build_manifest(
             "webhooks": [
                 WebhookEntry(event=e, path=webhook_path(e)) for e in manifest_webhook_events(profile, webhook_cap)
             ],
-            "components": [
-                Component(type="sidebar", access_level="ADMINS", path=SIDEBAR_PATH, label=profile.sidebar_label)
-            ],
-            "settings": DEFAULT_SETTINGS,
+            "components": components,
+            **({"settings": settings} if settings is not None else {}),
         }
     )

@@ -18,11 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clockify_core.catalog import EVENTS, Action
 from clockify_core.client import ClockifyApiError
 from clockify_core.errors import ClockifyError, RateLimited
+from clockify_core.installations.repository import get_installation, installation_api
 from clockify_core.jobs import queue
 from clockify_core.jobs.models import JobKind
-from clockify_core.lifecycle.repository import get_installation, installation_api
-from clockify_core.mirror.mapping import entity_id, parse_time
+from clockify_core.mirror.mapping import parse_time
 from clockify_core.mirror.writer import MirrorWriter
+from clockify_core.payloads import entity_id
 from clockify_core.runtime import Runtime
 from clockify_core.webhooks.inbox import ClaimedEvent
 from clockify_core.webhooks.models import EventSource

@@ -10,12 +10,11 @@ columns (tests/mirror/test_fidelity.py): empty text is NULL, a custom field valu
 keeps ``customFieldId``, ``name`` and ``value`` (webhooks carry no ``type``), and a
 body that omits something keeps the stored value (the writer merges bodies into the
 stored ``raw``). NUL characters, which PostgreSQL text and jsonb refuse, are removed
-from every string (:func:`without_nul`). docs/schema.md states these rules for users.
+from every string (:func:`clockify_core.payloads.without_nul`). docs/schema.md states these rules for users.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -23,11 +22,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-import orjson
-
 from clockify_core.catalog import TYPED_KINDS
-
-Body = Mapping[str, Any]
+from clockify_core.payloads import Body
 
 _DURATION = re.compile(
     r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
@@ -76,36 +72,6 @@ def parse_time(value: Any) -> datetime | None:
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except (ValueError, OverflowError):
         return None
-
-
-def _strip_nul(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, Mapping):
-        return {_strip_nul(k): _strip_nul(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_strip_nul(v) for v in value]
-    return value
-
-
-def without_nul(body: Body) -> Body:
-    """``body`` without NUL characters in its strings and keys (the same object when it has none).
-
-    PostgreSQL's text and jsonb cannot store U+0000; a body holding one would fail every
-    write of it, so the character is dropped, as Clockify's own UI never shows it.
-    """
-    # orjson writes U+0000 as this escape (keys too): a cheap test before the walk.
-    return _strip_nul(body) if b"\\u0000" in orjson.dumps(body) else body
-
-
-def loads_without_nul(raw: bytes) -> Any:
-    """``orjson.loads(raw)`` with NUL removed as :func:`without_nul` does.
-
-    Every body reaches the mirror through this or the webhook receiver (which cleans what
-    it stores), so the test runs once per response on the raw bytes, not once per row.
-    """
-    data = orjson.loads(raw)
-    return _strip_nul(data) if b"\\u0000" in raw else data
 
 
 def _str(value: Any) -> str | None:
@@ -262,33 +228,11 @@ TYPED_COLUMNS: dict[str, Callable[[Body], dict[str, Any]]] = {
 assert set(TYPED_COLUMNS) == TYPED_KINDS
 
 
-def _digest(value: Any) -> str:
-    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
-
-
-def entity_id(kind: str, body: Body, id_field: str = "id") -> str | None:
-    """The id a body is stored under. Kinds without an id of their own get a stable key."""
-    for field in (id_field, "id", "_id"):
-        value = body.get(field)
-        if isinstance(value, str) and value:
-            return value
-    if kind == "rate":
-        modified = body.get("modifiedEntity") if isinstance(body.get("modifiedEntity"), Mapping) else {}
-        assert isinstance(modified, Mapping)
-        parts = [body.get("rateChangeSource"), modified.get("userId"), modified.get("targetId")]
-        return ":".join(str(p) for p in parts if p) or None
-    if kind == "balance":
-        parts = [body.get("userId"), body.get("policyId")]
-        return ":".join(str(p) for p in parts if p) or None
-    if kind == "user_invitation":
-        return _digest(body)
-    return None
-
 
 def row_values(kind: str, workspace_id: str, row_id: str, body: Body) -> dict[str, Any]:
     """Columns for a mirror row of ``kind`` (typed table or ``entities``), without bookkeeping.
 
-    ``body`` holds no NUL: it was read with :func:`loads_without_nul` or stored by the receiver.
+    ``body`` holds no NUL: it was read with :func:`clockify_core.payloads.loads_without_nul` or stored by the receiver.
     """
     values: dict[str, Any] = {"workspace_id": workspace_id, "id": row_id, "raw": dict(body)}
     if kind in TYPED_COLUMNS:

@@ -23,14 +23,15 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.catalog import Action, EventSpec
 from clockify_core.db.base import utcnow
-from clockify_core.mirror.mapping import Body, entity_id, row_values, with_membership_status
+from clockify_core.db.dialect import insert_for
+from clockify_core.mirror.mapping import row_values, with_membership_status
 from clockify_core.mirror.models import TYPED_MODELS, Entity
 from clockify_core.observability.metrics import Metrics
+from clockify_core.payloads import Body, entity_id
 
 _BOOKKEEPING = ("written_at", "written_by", "last_event")
 # The membership status a user event leaves, which its body does not say (docs/clockify.md#webhook-payloads).
@@ -65,8 +66,7 @@ class MirrorWriter:
     def __init__(self, session: AsyncSession, *, metrics: Metrics | None = None) -> None:
         self.session = session
         self.metrics = metrics
-        dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
-        self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self._insert = insert_for(session)
 
     def _count(self, table: Table, source: str, rows: int = 1) -> None:
         if self.metrics is not None and rows:

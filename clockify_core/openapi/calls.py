@@ -43,7 +43,6 @@ from clockify_core.errors import (
     ValidationFailed,
     WorkspaceMismatch,
 )
-from clockify_core.explorer.models import ApiCall
 from clockify_core.openapi.index import (
     OpenApiIndex,
     Operation,
@@ -51,6 +50,7 @@ from clockify_core.openapi.index import (
     bundled_index,
     path_value_problem,
 )
+from clockify_core.openapi.models import ApiCall
 from clockify_core.tiers import ServiceProfile
 
 MAX_RESPONSE_BYTES = 1024 * 1024

@@ -9,10 +9,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from clockify_core.access import OperatorDep
+from clockify_core.db.after_commit import after_commit
 from clockify_core.db.base import RowId
 from clockify_core.deps import ProfileDep, RuntimeDep, SessionDep
-from clockify_core.lifecycle.models import Installation
-from clockify_core.lifecycle.repository import require_installation
+from clockify_core.installations.models import Installation
+from clockify_core.installations.repository import require_installation
 from clockify_core.status.service import EventRead, StatusRead, workspace_status
 from clockify_core.webhooks import inbox
 from clockify_core.webhooks.models import InboxEvent, InboxStatus
@@ -64,5 +65,5 @@ async def dead_letters(
 @router.post("/dead-letters/replay", summary="Queue dead letters again with a fresh attempt budget")
 async def replay(body: ReplayRequest, _: OperatorDep, session: SessionDep, runtime: RuntimeDep) -> ReplayResult:
     count = await inbox.replay_dead(session, workspace_id=body.workspace_id, ids=body.ids)
-    runtime.inbox_wakeup.set()
+    after_commit(session, runtime.inbox_wakeup.set)
     return ReplayResult(replayed=count)

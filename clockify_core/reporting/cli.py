@@ -21,7 +21,7 @@ from rich.table import Table
 from sqlalchemy import text
 
 from clockify_core.config import ServiceSettings
-from clockify_core.db import create_engine
+from clockify_core.db import create_engine, is_postgres
 from clockify_core.errors import BadRequest
 from clockify_core.reporting.queries import BY, ReportQuery, stream_rows
 from clockify_core.sync.cli import DATE_FORMATS, _exit
@@ -52,7 +52,7 @@ def _utc(moment: datetime) -> datetime:
 
 
 async def write_report(settings: ServiceSettings, query: ReportQuery, fmt: str, out: TextIO) -> int:
-    if not settings.database_url.startswith("postgresql"):
+    if not is_postgres(settings.database_url):
         raise BadRequest("report needs PostgreSQL: the reporting views do not exist on SQLite (docs/reporting.md)")
     engine = create_engine(settings.database_url, settings.database)
     try:

@@ -25,20 +25,17 @@ import structlog
 from sqlalchemy import ColumnElement, Table, delete, exists, select, tuple_, update
 
 from clockify_core.db.base import utcnow
-from clockify_core.db.models import metadata
-from clockify_core.explorer.models import ApiCall
+from clockify_core.db.purge import workspace_tables
 from clockify_core.flows.models import FlowRun
+from clockify_core.installations.models import Installation, InstallationStatus, UsedLifecycleToken
 from clockify_core.jobs.models import Job, JobStatus
 from clockify_core.leases import lease_holder, release_lease, take_lease
-from clockify_core.lifecycle.models import Installation, InstallationStatus, UsedLifecycleToken
 from clockify_core.observability.isolation import connection_lost, installation_failed
+from clockify_core.openapi.models import ApiCall
 from clockify_core.runtime import Runtime
 from clockify_core.webhooks.models import InboxEvent, InboxStatus
 
 log = structlog.get_logger(__name__)
-
-# Rows that only describe an uninstalled workspace's history outlive its purge.
-_KEEP_ON_PURGE = {"installations"}
 
 Condition = Callable[[], ColumnElement[bool]]
 
@@ -137,13 +134,13 @@ async def purge_workspace(
     reinstall committed after the workspace was found due loses nothing.
     """
     removed = 0
-    for table in reversed(metadata.sorted_tables):
-        if "workspace_id" in table.c and table.name not in _KEEP_ON_PURGE:
-            count, done = await delete_in_batches(runtime, table, _workspace_rows(table, workspace_id, now), halt=halt)
-            removed += count
-            if not done:
-                log.info("retention.purge_interrupted", workspace_id=workspace_id, table=table.name)
-                return removed, False
+    # The tables an immediate purge at uninstall empties too (db/purge.py).
+    for table in workspace_tables():
+        count, done = await delete_in_batches(runtime, table, _workspace_rows(table, workspace_id, now), halt=halt)
+        removed += count
+        if not done:
+            log.info("retention.purge_interrupted", workspace_id=workspace_id, table=table.name)
+            return removed, False
     async with runtime.sessions.begin() as session:
         result = await session.execute(
             update(Installation)

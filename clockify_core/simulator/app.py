@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from clockify_core.errors import install_error_handlers
 from clockify_core.simulator.api import (
     addon,
     changes,
@@ -28,6 +27,7 @@ from clockify_core.simulator.control import router as control_router
 from clockify_core.simulator.errors import install_clockify_error_shape
 from clockify_core.simulator.faults import FaultMiddleware
 from clockify_core.simulator.state import Simulator
+from clockify_core.web.problems import install_error_handlers
 
 
 class SimulatorApp(FastAPI):

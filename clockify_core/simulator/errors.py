@@ -15,7 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from clockify_core.errors import BadRequest, problem_body, problem_response, validation_errors
+from clockify_core.errors import BadRequest, problem_body
+from clockify_core.web.problems import problem_response, validation_errors
 
 # Clockify's code for a request it cannot read; the simulator's handlers use it too (ops.py).
 INVALID_REQUEST_CODE = 501

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from clockify_core.installations.models import Installation, SubscriptionStatus
+from clockify_core.installations.repository import subscriptions
 from clockify_core.jobs.models import Job
-from clockify_core.lifecycle.models import Installation, SubscriptionStatus
-from clockify_core.lifecycle.repository import subscriptions
 from clockify_core.sync.models import SyncState
-from clockify_core.sync.state import unavailable_status
+from clockify_core.sync.schemas import JobRead, SyncRead
 from clockify_core.tiers import ServiceProfile
 from clockify_core.webhooks import inbox
 from clockify_core.webhooks.models import InboxEvent
@@ -38,39 +37,6 @@ class WebhookCoverage(BaseModel):
     runtime: int
     refused: list[RefusedWebhook]
     missing: list[str]
-
-
-class JobRead(BaseModel):
-    id: int
-    kind: str
-    status: str
-    progress: dict[str, Any]
-    error: str | None
-    attempts: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
-class SyncRead(BaseModel):
-    kind: str
-    watermark: datetime | None
-    last_run_at: datetime | None
-    last_success_at: datetime | None
-    rows_total: int
-    rows_last_run: int
-    last_error: str | None
-    parked_until: datetime | None
-    parked_reason: str | None
-    # Set when Clockify does not offer this data to the workspace (the status it answered,
-    # e.g. 404); ``parked_until`` is then the next check, and nothing is wrong.
-    unavailable_status: int | None = None
-
-    @classmethod
-    def of(cls, row: SyncState) -> SyncRead:
-        read = cls.model_validate(row, from_attributes=True)
-        read.unavailable_status = unavailable_status(row.parked_reason)
-        return read
 
 
 class EventRead(BaseModel):

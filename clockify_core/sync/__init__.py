@@ -5,3 +5,7 @@
 batched COPY transactions out), ``router``/``cli`` the operator surface. docs/sync.md
 describes the behaviour and settings.
 """
+
+from clockify_core.sync.capability import SYNC
+
+__all__ = ["SYNC"]

@@ -33,9 +33,10 @@ from sqlalchemy import JSON, Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clockify_core.db.base import utcnow
-from clockify_core.mirror.mapping import entity_id, row_values
+from clockify_core.mirror.mapping import row_values
 from clockify_core.mirror.writer import MirrorWriter, table_for
 from clockify_core.observability.metrics import Metrics
+from clockify_core.payloads import entity_id
 
 log = structlog.get_logger(__name__)
 
@@ -91,19 +92,19 @@ class BulkWriter:
         self,
         sessions: async_sessionmaker[AsyncSession],
         *,
-        dialect: str,
+        postgres: bool,
         metrics: Metrics | None = None,
         direct: bool = False,
         guard: Callable[[AsyncSession], Awaitable[None]] | None = None,
     ) -> None:
         self.sessions = sessions
-        self.dialect = dialect
+        self.postgres = postgres
         self.metrics = metrics
         # Awaited first in every write transaction (a job's JobContext.ensure_live): it raises
         # to write nothing once the job was cancelled, and holds off a concurrent uninstall.
         self.guard = guard
         # Optimistic loading (bootstrap, backfill): see the module doc.
-        self.direct = direct and dialect == "postgresql"
+        self.direct = direct and postgres
 
     @contextlib.asynccontextmanager
     async def _begin(self) -> AsyncIterator[AsyncSession]:
@@ -123,7 +124,7 @@ class BulkWriter:
         """
         now = now or utcnow()
         prepared: dict[str, Any] = {}
-        if self.dialect != "postgresql":
+        if not self.postgres:
             for body in bodies:
                 row_id = entity_id(kind, body)
                 if row_id is not None:
@@ -149,7 +150,7 @@ class BulkWriter:
         """Write a prepared batch (:meth:`prepare`) in one transaction; returns the rows written."""
         if not prepared:
             return 0
-        if self.dialect != "postgresql":
+        if not self.postgres:
             return await self._write_sqlite(kind, workspace_id, list(prepared.values()), written_by=written_by)
         target = _pg_table(kind)
         records = list(prepared.values())

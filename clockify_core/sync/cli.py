@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,10 +21,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 from rich.table import Table
 
+from clockify_core.capability import Composition
 from clockify_core.config import ServiceSettings
 from clockify_core.db import create_engine, create_session_factory
 from clockify_core.errors import ClockifyError
 from clockify_core.jobs.models import Job, JobKind, JobStatus
+from clockify_core.jobs.worker import run_one
+from clockify_core.runtime import Runtime
 from clockify_core.startup import database_lines
 from clockify_core.sync import service
 from clockify_core.tiers import ServiceProfile
@@ -112,8 +116,8 @@ def _final_line(job: Job) -> str:
 
 
 async def _queue(
-    settings: ServiceSettings, profile: ServiceProfile, kind: str, workspaces: Sequence[str], params: dict[str, Any],
-    *, run: bool, wait: bool,
+    settings: ServiceSettings, composition: Composition, profile: ServiceProfile, kind: str,
+    workspaces: Sequence[str], params: dict[str, Any], *, run: bool, wait: bool,
 ) -> int:
     console = Console()
     engine = create_engine(settings.database_url, settings.database)
@@ -128,7 +132,7 @@ async def _queue(
             console.print("no ACTIVE installation to work on", highlight=False)
             return 0
         if run:
-            return 0 if await _run_here(settings, profile, kind, ids, console) else 1
+            return 0 if await _run_here(composition.running(settings, profile), kind, ids, console) else 1
         if wait:
             return 0 if await _follow(sessions, ids, console) else 1
         return 0
@@ -136,16 +140,10 @@ async def _queue(
         await engine.dispose()
 
 
-async def _run_here(settings: ServiceSettings, profile: ServiceProfile, kind: str, ids: Sequence[int], console: Console) -> bool:
-    from clockify_core.app import setup_runtime
-    from clockify_core.jobs.worker import run_one
-    from clockify_core.observability.logging import configure_logging
-    from clockify_core.observability.metrics import Metrics
-    from clockify_core.runtime import open_runtime
-
-    configure_logging(settings.logging)
-    async with open_runtime(settings, profile, Metrics(profile.name)) as runtime:
-        setup_runtime(runtime)
+async def _run_here(
+    running: AbstractAsyncContextManager[Runtime], kind: str, ids: Sequence[int], console: Console
+) -> bool:
+    async with running as runtime:
         stopped = asyncio.Event()
 
         async def runner() -> None:
@@ -190,7 +188,9 @@ def _exit(work: Callable[[], Any], settings: Callable[[], ServiceSettings]) -> N
     raise typer.Exit(code)
 
 
-def add_sync_commands(cli: typer.Typer, settings: Callable[[], ServiceSettings], profile: ServiceProfile) -> None:
+def add_sync_commands(
+    cli: typer.Typer, settings: Callable[[], ServiceSettings], profile: ServiceProfile, composition: Composition
+) -> None:
     """Register the commands on a service's CLI (see :func:`clockify_core.cli.build_cli`)."""
     run_opt = typer.Option(False, "--run", help="Run the jobs in this process and show their progress")
     wait_opt = typer.Option(False, "--wait", help="Follow the jobs until a worker has finished them")
@@ -202,7 +202,7 @@ def add_sync_commands(cli: typer.Typer, settings: Callable[[], ServiceSettings],
         wait: bool = wait_opt,
     ) -> None:
         """Queue a bootstrap: pull every list endpoint in scope (and time entries) into the mirror."""
-        _exit(lambda: _queue(settings(), profile, JobKind.BOOTSTRAP, workspaces or [], {}, run=run, wait=wait), settings)
+        _exit(lambda: _queue(settings(), composition, profile, JobKind.BOOTSTRAP, workspaces or [], {}, run=run, wait=wait), settings)
 
     @cli.command()
     def sync(
@@ -213,7 +213,7 @@ def add_sync_commands(cli: typer.Typer, settings: Callable[[], ServiceSettings],
     ) -> None:
         """Queue an incremental sync now (the scheduler also runs them every N minutes)."""
         params: dict[str, Any] = {"reason": "operator", **({"reference": True} if reference else {})}
-        _exit(lambda: _queue(settings(), profile, JobKind.SYNC, workspaces or [], params, run=run, wait=wait), settings)
+        _exit(lambda: _queue(settings(), composition, profile, JobKind.SYNC, workspaces or [], params, run=run, wait=wait), settings)
 
     @cli.command()
     def backfill(
@@ -230,7 +230,7 @@ def add_sync_commands(cli: typer.Typer, settings: Callable[[], ServiceSettings],
 
         async def work() -> int:
             params = service.backfill_params(since, until, window)  # type: ignore[arg-type]  # checked above
-            return await _queue(settings(), profile, JobKind.BACKFILL, workspaces or [], params, run=run, wait=wait)
+            return await _queue(settings(), composition, profile, JobKind.BACKFILL, workspaces or [], params, run=run, wait=wait)
 
         _exit(work, settings)
 

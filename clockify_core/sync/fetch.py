@@ -27,7 +27,7 @@ from clockify_core.client import (
     is_last_page,
 )
 from clockify_core.config import HttpClientConfig, SyncConfig
-from clockify_core.mirror.mapping import loads_without_nul
+from clockify_core.payloads import loads_without_nul
 from clockify_core.sync.progress import Progress
 
 log = structlog.get_logger(__name__)

@@ -1,6 +1,6 @@
 """Job handlers: ``bootstrap``, ``sync``, ``backfill`` and ``reconcile`` (see docs/sync.md).
 
-Registered in :func:`clockify_core.app.setup_runtime`. Each is resumable: what is done
+Registered by the SYNC capability (:mod:`clockify_core.sync.capability`). Each is resumable: what is done
 is saved in the job's cursor (``JobContext.checkpoint``), so a crashed or deferred job
 continues where it stopped, and since every write is an idempotent upsert, redoing the
 unfinished window neither loses nor duplicates a row.
@@ -24,10 +24,10 @@ from typing import Any
 import structlog
 
 from clockify_core.db.base import utcnow
+from clockify_core.installations.settings import BACKFILL_MONTHS, HISTORY_MONTHS, number
 from clockify_core.jobs import queue
 from clockify_core.jobs.models import JobKind
 from clockify_core.jobs.worker import JobContext
-from clockify_core.lifecycle.settings import BACKFILL_MONTHS, HISTORY_MONTHS, number
 from clockify_core.mirror.mapping import parse_time
 from clockify_core.runtime import Runtime
 from clockify_core.sync import state

@@ -1,4 +1,4 @@
-"""Pull-side state: per-kind watermarks, the workspace's schedule and parking, the scheduler lease."""
+"""Pull-side state: per-kind watermarks, the workspace's schedule and parking."""
 
 from __future__ import annotations
 
@@ -34,14 +34,3 @@ class SyncState(Base):
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     parked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     parked_reason: Mapped[str | None] = mapped_column(Text)
-
-
-class SchedulerLease(Base):
-    """Single-leader election that works on SQLite and PostgreSQL alike."""
-
-    __tablename__ = "scheduler_leases"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(128))
-    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    last_tick_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

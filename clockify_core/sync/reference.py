@@ -17,10 +17,12 @@ from typing import Any
 import structlog
 from sqlalchemy import select
 
-from clockify_core.catalog import PLANS
+from clockify_core.catalog import FREE_PLAN, PLANS
 from clockify_core.client import ClockifyApiError
 from clockify_core.db.base import utcnow
-from clockify_core.lifecycle.models import Installation
+from clockify_core.installations.models import Installation
+from clockify_core.jobs import queue
+from clockify_core.jobs.models import JobKind
 from clockify_core.mirror.models import Project
 from clockify_core.sync import state
 from clockify_core.sync.endpoints import Endpoint, workspace_endpoint
@@ -59,11 +61,14 @@ async def pull_workspace(pull: Pull) -> None:
         return
     await pull.writer.upsert("workspace", pull.workspace_id, [record], written_by=pull.written_by)
     plan = plan_of(record)
-    if plan is not None and plan != pull.installation.subscription_plan:
+    previous = pull.installation.subscription_plan
+    if plan is not None and plan != previous:
         async with pull.ctx.transaction() as session:
             installation = await session.get(Installation, pull.workspace_id)
             if installation is not None:
                 installation.subscription_plan = plan
+                if previous == FREE_PLAN:  # the events the Free plan left to the syncs get their webhooks now
+                    await queue.enqueue(session, pull.workspace_id, JobKind.REGISTER_WEBHOOKS)
         pull.installation.subscription_plan = plan
         log.info("sync.plan", workspace_id=pull.workspace_id, plan=plan)
 

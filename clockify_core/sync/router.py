@@ -14,13 +14,14 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from clockify_core.access import OperatorDep
+from clockify_core.db.after_commit import after_commit
 from clockify_core.db.base import RowId
 from clockify_core.deps import ProfileDep, RuntimeDep, SessionDep
 from clockify_core.errors import NotFound
 from clockify_core.jobs.models import Job, JobKind
-from clockify_core.status.service import JobRead, SyncRead
 from clockify_core.sync import service, state
 from clockify_core.sync.models import WORKSPACE_KIND, SyncState
+from clockify_core.sync.schemas import JobRead, SyncRead
 from clockify_core.sync.service import Window
 
 router = APIRouter(prefix="/api/operator", tags=["operator: sync"])
@@ -66,7 +67,7 @@ class WorkspaceSyncRead(BaseModel):
 async def queue_bootstrap(workspace_id: str, _: OperatorDep, session: SessionDep, profile: ProfileDep,
                           runtime: RuntimeDep) -> Queued:
     job_id = await service.queue_pull(session, profile, workspace_id, JobKind.BOOTSTRAP)
-    runtime.jobs_wakeup.set()
+    after_commit(session, runtime.jobs_wakeup.set)
     return Queued(workspace_id=workspace_id, job_id=job_id)
 
 
@@ -75,7 +76,7 @@ async def queue_sync(workspace_id: str, _: OperatorDep, session: SessionDep, pro
                      runtime: RuntimeDep, body: SyncRequest | None = None) -> Queued:
     params = {"reason": "operator", **({"reference": True} if body and body.reference else {})}
     job_id = await service.queue_pull(session, profile, workspace_id, JobKind.SYNC, params)
-    runtime.jobs_wakeup.set()
+    after_commit(session, runtime.jobs_wakeup.set)
     return Queued(workspace_id=workspace_id, job_id=job_id)
 
 
@@ -87,7 +88,7 @@ async def queue_sync_all(body: SyncAllRequest, _: OperatorDep, session: SessionD
         Queued(workspace_id=ws, job_id=await service.queue_pull(session, profile, ws, JobKind.SYNC, params))
         for ws in await service.active_workspaces(session, body.workspace_ids)
     ]
-    runtime.jobs_wakeup.set()
+    after_commit(session, runtime.jobs_wakeup.set)
     return queued
 
 
@@ -96,7 +97,7 @@ async def queue_backfill(workspace_id: str, body: BackfillRequest, _: OperatorDe
                          profile: ProfileDep, runtime: RuntimeDep) -> Queued:
     params = service.backfill_params(body.since, body.until, body.window)
     job_id = await service.queue_pull(session, profile, workspace_id, JobKind.BACKFILL, params)
-    runtime.jobs_wakeup.set()
+    after_commit(session, runtime.jobs_wakeup.set)
     return Queued(workspace_id=workspace_id, job_id=job_id)
 
 

@@ -2,7 +2,7 @@
 
 :func:`guarded` wraps a job body. It loads the installation (an inactive or removed
 one ends the job quietly), builds the client (whose rate budget follows the
-installation's plan, :func:`~clockify_core.lifecycle.repository.installation_api`), and
+installation's plan, :func:`~clockify_core.installations.repository.installation_api`), and
 afterwards records the outcome on the workspace's ``sync_state`` row:
 
 * success clears failures and parking;
@@ -31,18 +31,19 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
-from sqlalchemy import update
 
+from clockify_core.catalog import FREE_PLAN
 from clockify_core.client import WorkspaceApi
 from clockify_core.config import SyncConfig
 from clockify_core.db.base import utcnow
+from clockify_core.db.dialect import is_postgres
 from clockify_core.db.failures import describe_failure
 from clockify_core.errors import RateLimited, UpstreamError
+from clockify_core.installations.models import Installation, InstallationStatus
+from clockify_core.installations.repository import get_installation, installation_api
 from clockify_core.jobs import queue
-from clockify_core.jobs.models import Job, JobKind, JobStatus
+from clockify_core.jobs.models import JobKind, JobStatus
 from clockify_core.jobs.worker import JobContext, JobLost
-from clockify_core.lifecycle.models import Installation, InstallationStatus
-from clockify_core.lifecycle.repository import get_installation, installation_api
 from clockify_core.runtime import Runtime
 from clockify_core.sync import state
 from clockify_core.sync.bulk import BulkWriter
@@ -51,8 +52,6 @@ from clockify_core.sync.progress import Progress
 from clockify_core.sync.timeentries import TimeEntryPuller
 
 log = structlog.get_logger(__name__)
-
-FREE_PLAN = "FREE"
 
 
 class BadParams(ValueError):
@@ -124,12 +123,11 @@ async def guarded(
     # uninstall cancels it, and then nothing is called or written (docs/ARCHITECTURE.md).
     api = installation_api(runtime, installation, before_send=ctx.ensure_live)
     progress = Progress(ctx, runtime.metrics)
-    dialect = runtime.engine.dialect.name
     pull = Pull(
         runtime=runtime, ctx=ctx, installation=installation, api=api,
         fetcher=Fetcher(api, runtime.settings.sync, runtime.settings.http, progress,
                         max_wait=runtime.settings.sync.max_rate_wait_seconds),
-        writer=BulkWriter(runtime.sessions, dialect=dialect, metrics=runtime.metrics,
+        writer=BulkWriter(runtime.sessions, postgres=is_postgres(runtime.engine), metrics=runtime.metrics,
                           direct=runtime.settings.sync.direct_copy and written_by in LOADERS, guard=ctx.ensure_live),
         progress=progress, written_by=written_by, started=started,
     )
@@ -138,7 +136,7 @@ async def guarded(
     except (JobLost, asyncio.CancelledError):
         raise
     except RateLimited as exc:
-        await defer(runtime, ctx, float(exc.extensions.get("retry_after", 60)), describe(exc))
+        await ctx.defer(float(exc.extensions.get("retry_after", 60)), describe(exc))
     except BadParams as exc:
         progress.error(describe(exc))
         await fail(runtime, ctx, describe(exc))
@@ -158,18 +156,6 @@ async def guarded(
             await state.workspace_succeeded(session, ctx.workspace_id, started=started)
     finally:
         progress.close()
-
-
-async def defer(runtime: Runtime, ctx: JobContext, seconds: float, reason: str) -> None:
-    """Back to the queue for ``seconds`` without spending an attempt; the cursor is kept."""
-    ctx.report(deferred=reason[:300])
-    await ctx.checkpoint()
-    async with runtime.sessions.begin() as session:
-        await queue.retry_later(session, ctx.job.id, worker_id=runtime.instance_id, error=reason, delay=seconds)
-        # A deferral is not a failure: give back the attempt the claim counted.
-        await session.execute(update(Job).where(Job.id == ctx.job.id).values(attempts=Job.attempts - 1))
-    log.info("sync.deferred", job_id=ctx.job.id, workspace_id=ctx.workspace_id, seconds=round(seconds, 1))
-    raise JobLost("deferred until the rate budget refills")
 
 
 async def give_back(runtime: Runtime, ctx: JobContext) -> None:

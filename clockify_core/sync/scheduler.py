@@ -32,17 +32,17 @@ import structlog
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from clockify_core.catalog import FREE_PLAN
 from clockify_core.config import SyncConfig
+from clockify_core.installations.models import Installation, InstallationStatus
+from clockify_core.installations.settings import SYNC_INTERVAL_MINUTES, flag, number
 from clockify_core.jobs import queue
 from clockify_core.jobs.models import Job, JobKind
 from clockify_core.leases import database_now, release_lease, take_lease
-from clockify_core.lifecycle.models import Installation, InstallationStatus
-from clockify_core.lifecycle.settings import SYNC_INTERVAL_MINUTES, flag, number
 from clockify_core.observability.isolation import connection_lost, installation_failed
 from clockify_core.runtime import Runtime
 from clockify_core.sync import state
 from clockify_core.sync.models import WORKSPACE_KIND, SyncState
-from clockify_core.sync.run import FREE_PLAN
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +57,7 @@ def enabled(installation: Installation) -> bool:
 
 
 def interval_minutes(config: SyncConfig, installation: Installation) -> int:
-    # Within the setting's range whatever the row holds (lifecycle/settings.py); absent: the deployment's default.
+    # Within the setting's range whatever the row holds (installations/settings.py); absent: the deployment's default.
     minutes = number(installation.settings, SYNC_INTERVAL_MINUTES, config.interval_minutes)
     if minutes and installation.subscription_plan == FREE_PLAN:
         # 30 requests an hour: an incremental run costs about five.

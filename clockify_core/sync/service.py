@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.db.base import utcnow
 from clockify_core.errors import Conflict, NotFound, ValidationFailed
+from clockify_core.installations.models import Installation, InstallationStatus
+from clockify_core.installations.repository import require_installation
 from clockify_core.jobs import queue
 from clockify_core.jobs.models import Job, JobKind, JobStatus
-from clockify_core.lifecycle.models import Installation, InstallationStatus
-from clockify_core.lifecycle.repository import require_installation
 from clockify_core.sync import state
 from clockify_core.tiers import ServiceProfile
 

@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.config import SyncConfig
 from clockify_core.db.base import utcnow
+from clockify_core.db.dialect import insert_for
 from clockify_core.sync.models import WORKSPACE_KIND, SyncState
 
 # Parking never lasts longer than this, however often a workspace fails.
@@ -45,9 +45,7 @@ async def ensure(session: AsyncSession, workspace_id: str, kinds: Iterable[str])
     ]
     if not rows:
         return
-    dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    await session.execute(insert(SyncState).values(rows).on_conflict_do_nothing(index_elements=["workspace_id", "kind"]))
+    await session.execute(insert_for(session)(SyncState).values(rows).on_conflict_do_nothing(index_elements=["workspace_id", "kind"]))
 
 
 async def load(session: AsyncSession, workspace_id: str, kind: str) -> SyncState:

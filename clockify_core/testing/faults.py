@@ -14,7 +14,7 @@ from typing import Literal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from clockify_core.db.engine import is_postgres
+from clockify_core.db.dialect import is_postgres
 
 Operation = Literal["INSERT", "UPDATE", "DELETE"]
 

@@ -8,9 +8,8 @@ from pydantic import BaseModel, Field
 
 from clockify_core.access import UserContext
 from clockify_core.config import UiConfig
+from clockify_core.flows.actions import available_types
 from clockify_core.tiers import ServiceProfile
-
-ACTION_TYPES = ("clockify_api", "http_request", "set_variable", "stop")
 
 
 class ServiceFeatures(BaseModel):
@@ -48,7 +47,7 @@ def features(profile: ServiceProfile) -> ServiceFeatures:
         http_actions=profile.http_actions,
         custom_webhooks=profile.custom_webhooks,
         events=list(profile.events),
-        flow_actions=[a for a in ACTION_TYPES if a != "http_request" or profile.http_actions],
+        flow_actions=available_types(profile),
     )
 
 

@@ -20,11 +20,12 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 
 from clockify_core.access import AdminDep
+from clockify_core.db.after_commit import after_commit
 from clockify_core.deps import RuntimeDep, SessionDep
 from clockify_core.errors import ClockifyError, ConfigurationError, MalformedBody, NotFound
-from clockify_core.lifecycle.limits import reserve_slot
-from clockify_core.lifecycle.models import Installation, InstallationStatus
-from clockify_core.mirror.mapping import without_nul
+from clockify_core.installations.limits import reserve_slot
+from clockify_core.installations.models import Installation, InstallationStatus
+from clockify_core.payloads import without_nul
 from clockify_core.runtime import Runtime
 from clockify_core.security.hmac import (
     ID_HEADER,
@@ -272,5 +273,5 @@ async def receive_custom(
         ).inc()
         raise
     counter.labels("custom", "duplicate" if stored.duplicate else "accepted").inc()
-    runtime.inbox_wakeup.set()
+    after_commit(session, runtime.inbox_wakeup.set)
     return CustomAck(status="duplicate" if stored.duplicate else "accepted", id=stored.id)

@@ -22,7 +22,6 @@ PostgreSQL uses ``FOR UPDATE SKIP LOCKED``; SQLite's single writer serialises cl
 from __future__ import annotations
 
 import hashlib
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,11 +31,12 @@ from typing import Any, cast
 import asyncpg
 import orjson
 from sqlalchemy import Table, and_, exists, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from clockify_core.db.base import Base, utcnow
-from clockify_core.lifecycle.models import (
+from clockify_core.db.dialect import insert_for, is_postgres, skip_locked
+from clockify_core.db.queue import LeasedQueue, retry_delay
+from clockify_core.installations.models import (
     Installation,
     InstallationStatus,
     SubscriptionStatus,
@@ -54,6 +54,7 @@ def _table(model: type[Base]) -> Table:
 
 
 _INBOX = _table(InboxEvent)
+QUEUE = LeasedQueue(_INBOX, waiting=InboxStatus.PENDING, running=InboxStatus.PROCESSING, due_at="next_attempt_at")
 # Connection lost, server shutting down or not accepting connections (SQLSTATE classes 08, 57).
 _ASYNCPG_OUTAGES = (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError)
 
@@ -125,18 +126,12 @@ async def store_event(
         "next_attempt_at": now,
         "received_at": now,
     }
-    insert = postgresql.insert if _is_postgres(session) else sqlite.insert
-    stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(table.c.id)
+    stmt = insert_for(session)(table).values(**values).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(table.c.id)
     inserted = (await session.execute(stmt)).scalar()
     if inserted is not None:
         return Stored(id=int(inserted), duplicate=False)
     await session.execute(update(table).where(table.c.dedup_key == key).values(deliveries=table.c.deliveries + 1))
     return Stored(id=None, duplicate=True)
-
-
-def _is_postgres(executor: AsyncSession | AsyncConnection) -> bool:
-    bind = executor.bind if isinstance(executor, AsyncSession) else executor
-    return bind is not None and bind.dialect.name == "postgresql"
 
 
 @dataclass(frozen=True)
@@ -317,8 +312,7 @@ async def _store_one(
         "next_attempt_at": event.received_at,
         "received_at": event.received_at,
     }
-    insert = postgresql.insert if _is_postgres(conn) else sqlite.insert
-    stmt = insert(e).values(**values).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(e.c.id)
+    stmt = insert_for(conn)(e).values(**values).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(e.c.id)
     inserted = (await conn.execute(stmt)).scalar()
     if inserted is not None:
         return Stored(id=int(inserted), duplicate=False)
@@ -350,7 +344,7 @@ async def store_batch(conn: AsyncConnection, events: Sequence[NewEvent]) -> list
     # One order for every writer (stream, then place in it), so racing batches cannot deadlock
     # on each other's keys, and a stream's events get ascending ids.
     leaders = [leader for stream in sorted(runs) for leader in runs[stream]]
-    if _is_postgres(conn):
+    if is_postgres(conn):
         stored = await _pg_insert(conn, events, leaders)
     else:
         stored = {}
@@ -417,7 +411,7 @@ def is_driver_outage(exc: BaseException) -> bool:
 
 async def _count_deliveries(conn: AsyncSession | AsyncConnection, *, ids: dict[int, int], keys: dict[str, int]) -> None:
     """Add redeliveries to the rows they repeat: by row id, or by dedup key."""
-    if _is_postgres(conn) and isinstance(conn, AsyncConnection):
+    if is_postgres(conn) and isinstance(conn, AsyncConnection):
         driver = await _driver(conn)
         await driver.execute(
             _PG_COUNT_DELIVERIES, list(ids), list(ids.values()), list(keys), list(keys.values())
@@ -453,10 +447,6 @@ class ClaimedEvent:
 def _claimable(now: datetime) -> Any:
     e = _INBOX
     earlier = _INBOX.alias("earlier")
-    due = or_(
-        and_(e.c.status == InboxStatus.PENDING, e.c.next_attempt_at <= now),
-        and_(e.c.status == InboxStatus.PROCESSING, e.c.locked_until < now),
-    )
     active = exists().where(
         Installation.workspace_id == e.c.workspace_id, Installation.status == InstallationStatus.ACTIVE
     )
@@ -466,7 +456,7 @@ def _claimable(now: datetime) -> Any:
         earlier.c.id < e.c.id,
         earlier.c.status.in_([InboxStatus.PENDING, InboxStatus.PROCESSING]),
     )
-    return and_(due, active, or_(e.c.entity_key.is_(None), ~blocked))
+    return and_(QUEUE.due(now), active, or_(e.c.entity_key.is_(None), ~blocked))
 
 
 async def claim(
@@ -475,18 +465,11 @@ async def claim(
     """Claim up to ``limit`` due events for ``worker_id``; the caller commits at once."""
     now = now or utcnow()
     e = _INBOX
-    candidates = select(e.c.id).where(_claimable(now)).order_by(e.c.id).limit(limit)
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True, of=e)
+    candidates = skip_locked(session, select(e.c.id).where(_claimable(now)).order_by(e.c.id).limit(limit), of=e)
     stmt = (
         update(e)
         .where(e.c.id.in_(candidates.scalar_subquery()))
-        .values(
-            status=InboxStatus.PROCESSING,
-            locked_by=worker_id,
-            locked_until=now + timedelta(seconds=lease_seconds),
-            attempts=e.c.attempts + 1,
-        )
+        .values(**QUEUE.lease(worker_id, now=now, seconds=lease_seconds))
         .returning(
             e.c.id, e.c.workspace_id, e.c.event_type, e.c.source, e.c.source_ref, e.c.body, e.c.attempts,
             e.c.received_at,
@@ -510,17 +493,10 @@ async def finish(session: AsyncSession, event_id: int, *, worker_id: str, now: d
     e = _INBOX
     result = await session.execute(
         update(e)
-        .where(e.c.id == event_id, e.c.locked_by == worker_id, e.c.status == InboxStatus.PROCESSING)
-        .values(status=InboxStatus.DONE, processed_at=now or utcnow(), locked_by=None, locked_until=None, last_error=None)
+        .where(*QUEUE.held(event_id, worker_id))
+        .values(status=InboxStatus.DONE, processed_at=now or utcnow(), **QUEUE.released, last_error=None)
     )
     return int(getattr(result, "rowcount", 0) or 0) == 1
-
-
-def backoff_seconds(attempts: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with jitter: about base·2^(n-1), never above cap."""
-    rng = rng or random.Random()  # noqa: S311 - jitter, not security
-    ideal = min(cap, base * 2.0 ** max(0, attempts - 1))
-    return ideal / 2 + rng.random() * ideal / 2
 
 
 async def fail(
@@ -538,20 +514,14 @@ async def fail(
     """Record a failed attempt: back to PENDING with backoff, or DEAD after ``max_attempts``."""
     now = now or utcnow()
     e = _INBOX
-    dead = attempts >= max_attempts
-    status = InboxStatus.DEAD if dead else InboxStatus.PENDING
+    delay = retry_delay(attempts, max_attempts=max_attempts, base=base, cap=cap)
+    values = QUEUE.retry_at(now + timedelta(seconds=delay or 0))
+    if delay is None:
+        values["status"] = InboxStatus.DEAD
     await session.execute(
-        update(e)
-        .where(e.c.id == event_id, e.c.locked_by == worker_id)
-        .values(
-            status=status,
-            locked_by=None,
-            locked_until=None,
-            last_error=error[:2000],
-            next_attempt_at=now + timedelta(seconds=0 if dead else backoff_seconds(attempts, base=base, cap=cap)),
-        )
+        update(e).where(e.c.id == event_id, e.c.locked_by == worker_id).values(**values, last_error=error[:2000])
     )
-    return str(status)
+    return str(values["status"])
 
 
 async def release(session: AsyncSession, event_ids: Sequence[int], *, worker_id: str) -> None:
@@ -562,7 +532,7 @@ async def release(session: AsyncSession, event_ids: Sequence[int], *, worker_id:
     await session.execute(
         update(e)
         .where(e.c.id.in_(list(event_ids)), e.c.locked_by == worker_id, e.c.status == InboxStatus.PROCESSING)
-        .values(status=InboxStatus.PENDING, locked_by=None, locked_until=None, attempts=e.c.attempts - 1)
+        .values(**QUEUE.given_back())
     )
 
 

@@ -32,7 +32,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from clockify_core.config import WebhookConfig
-from clockify_core.errors import ServiceUnavailable, is_database_outage
+from clockify_core.db.failures import is_database_outage
+from clockify_core.errors import ServiceUnavailable
 from clockify_core.observability.metrics import Metrics
 from clockify_core.webhooks import inbox
 

@@ -32,13 +32,13 @@ from clockify_core.errors import (
     Unauthorized,
     WorkspaceMismatch,
 )
-from clockify_core.lifecycle.repository import subscription_for_token
-from clockify_core.mirror.mapping import entity_id, without_nul
+from clockify_core.installations.repository import subscription_for_token
+from clockify_core.payloads import entity_id, without_nul
 from clockify_core.runtime import Runtime
 from clockify_core.security.crypto import digests_match, token_digest
 from clockify_core.security.tokens import ClockifyClaims, TokenKind
 from clockify_core.webhooks import inbox
-from clockify_core.webhooks.ingest import SubscriptionMatch
+from clockify_core.webhooks.ingest import SubscriptionMatch, WebhookIngest
 from clockify_core.webhooks.models import EventSource
 
 SIGNATURE_HEADER = "clockify-signature"
@@ -116,7 +116,7 @@ async def _subscription(runtime: Runtime, token: str, digest: str, path: str) ->
             token_digest=subscription.token_digest or "",
         )
 
-    cache = runtime.ingest.subscriptions
+    cache = runtime.part(WebhookIngest).subscriptions
     match = cache.get(digest, path) or await cache.load(digest, path, lookup)
     if match is None or not digests_match(token, match.token_digest):
         raise TokenInvalid(_NOT_REGISTERED)
@@ -157,7 +157,7 @@ async def accept_clockify_webhook(runtime: Runtime, request: Request, route_even
     if b"\\u0000" in body:  # JSON spells U+0000 only this way; most bodies skip the walk
         # PostgreSQL cannot store U+0000 in text or jsonb: every handler would fail on the body.
         body = orjson.dumps(without_nul(data))
-    stored = await runtime.ingest.writer.store(
+    stored = await runtime.part(WebhookIngest).writer.store(
         inbox.NewEvent(
             workspace_id=claims.workspace_id,
             event_type=route_event,
@@ -173,7 +173,7 @@ async def accept_clockify_webhook(runtime: Runtime, request: Request, route_even
     )
     if stored is None:
         # The subscription went away (uninstall, re-registration) after it was cached.
-        runtime.ingest.subscriptions.discard(digest, path)
+        runtime.part(WebhookIngest).subscriptions.discard(digest, path)
         raise TokenInvalid(_NOT_REGISTERED)
     return Accepted(event_type=route_event, workspace_id=claims.workspace_id, stored=stored)
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Protocol
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from clockify_core.capability import EventHandler
 from clockify_core.db.base import utcnow
 from clockify_core.db.failures import describe_failure
 from clockify_core.runtime import Runtime
@@ -23,12 +22,6 @@ from clockify_core.webhooks.inbox import ClaimedEvent
 
 log = structlog.get_logger(__name__)
 DEPTH_REFRESH_SECONDS = 5.0
-
-
-class EventHandler(Protocol):
-    async def prepare(self, runtime: Runtime, event: ClaimedEvent) -> Any: ...
-
-    async def apply(self, runtime: Runtime, session: AsyncSession, event: ClaimedEvent, prepared: Any) -> None: ...
 
 
 class LeaseLost(Exception):

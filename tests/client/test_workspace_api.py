@@ -12,7 +12,8 @@ from fastapi import FastAPI
 
 from clockify_core.client import ClockifyApiError, ClockifyClient, HostAllowlist, MissingBaseUrl
 from clockify_core.config import HttpClientConfig
-from clockify_core.errors import PROBLEM_CONTENT_TYPE, install_error_handlers
+from clockify_core.errors import PROBLEM_CONTENT_TYPE
+from clockify_core.web.problems import install_error_handlers
 
 BACKEND = "https://euc1.clockify.me/api"
 REPORTS = "https://euc1.clockify.me/report"

@@ -11,10 +11,11 @@ import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from clockify_core.errors import PayloadTooLarge, RateLimited, TokenInvalid, install_error_handlers
+from clockify_core.errors import PayloadTooLarge, RateLimited, TokenInvalid
 from clockify_core.observability.metrics import Metrics
-from clockify_core.observability.middleware import RequestContextMiddleware
 from clockify_core.testing.logs import captured_logs
+from clockify_core.web.middleware import RequestContextMiddleware
+from clockify_core.web.problems import install_error_handlers
 
 
 class Thing(BaseModel):

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, inspect
 
 from clockify_core.db import create_engine
 from clockify_core.db.migrate import current_revision, downgrade, head_revision, is_at_head, upgrade
-from clockify_core.db.models import metadata
+from clockify_core.models import metadata
 
 
 @pytest.fixture(params=["postgres", "sqlite"])

@@ -12,10 +12,10 @@ import api_studio.settings
 import universal_webhook.app
 import universal_webhook.settings
 from clockify_core.errors import ValidationFailed
-from clockify_core.explorer.models import ApiCall
 from clockify_core.openapi import OpenApiIndex
 from clockify_core.openapi.calls import prepare_call
 from clockify_core.openapi.index import bundled_index
+from clockify_core.openapi.models import ApiCall
 from clockify_core.simulator.config import FaultSettings
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.testing.addon import AddonHarness, installed_addon

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from clockify_core.explorer.models import ApiCall
 from clockify_core.flows.models import FlowRun
+from clockify_core.openapi.models import ApiCall
 from clockify_core.simulator import render
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.testing.addon import AddonHarness

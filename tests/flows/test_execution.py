@@ -17,9 +17,9 @@ from sqlalchemy import event, select
 import universal_webhook.app
 import universal_webhook.settings
 from clockify_core.db.base import utcnow
-from clockify_core.explorer.models import ApiCall
 from clockify_core.flows.executor import claim, housekeeping, run_due
 from clockify_core.flows.models import Flow, FlowRun
+from clockify_core.openapi.models import ApiCall
 from clockify_core.security.crypto import TokenCipher
 from clockify_core.security.hmac import signed_headers
 from clockify_core.simulator.testing import InProcessSimulator

@@ -14,12 +14,12 @@ import clockify_addon.settings
 import universal_webhook.app
 import universal_webhook.settings
 from clockify_core.catalog import ALL_EVENTS, event_slug
-from clockify_core.db.models import metadata
 from clockify_core.errors import BadRequest
+from clockify_core.installations.models import Installation, WebhookSubscription
 from clockify_core.jobs import queue
 from clockify_core.jobs.models import Job, JobKind
-from clockify_core.lifecycle.models import Installation, WebhookSubscription
 from clockify_core.mirror.models import Client
+from clockify_core.models import metadata
 from clockify_core.security.crypto import token_digest
 from clockify_core.simulator.marketplace import Installation as SimInstallation
 from clockify_core.simulator.testing import InProcessSimulator

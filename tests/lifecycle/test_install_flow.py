@@ -14,8 +14,8 @@ import clockify_addon.settings
 import universal_webhook.app
 import universal_webhook.settings
 from clockify_core.catalog import ALL_EVENTS, COMMON_EVENTS
+from clockify_core.installations.models import Installation, WebhookSubscription
 from clockify_core.jobs.models import Job
-from clockify_core.lifecycle.models import Installation, WebhookSubscription
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.testing.addon import installed_addon
 from clockify_core.webhooks.models import InboxEvent

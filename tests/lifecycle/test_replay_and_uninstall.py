@@ -23,10 +23,10 @@ from sqlalchemy import Table, func, select
 
 import clockify_addon.app
 import clockify_addon.settings
-from clockify_core.db.models import metadata
+from clockify_core.installations.models import Installation, UsedLifecycleToken
 from clockify_core.jobs.models import Job, JobKind, JobStatus
 from clockify_core.jobs.worker import run_one
-from clockify_core.lifecycle.models import Installation, UsedLifecycleToken
+from clockify_core.models import metadata
 from clockify_core.retention.service import run_retention
 from clockify_core.security.crypto import token_digest
 from clockify_core.simulator.marketplace import Installation as SimInstallation

@@ -20,8 +20,8 @@ from sqlalchemy import select
 
 import clockify_addon.app
 import clockify_addon.settings
+from clockify_core.installations.models import WebhookSubscription
 from clockify_core.jobs.models import Job
-from clockify_core.lifecycle.models import WebhookSubscription
 from clockify_core.mirror.mapping import parse_time
 from clockify_core.mirror.models import Client, TimeEntry
 from clockify_core.simulator.testing import InProcessSimulator

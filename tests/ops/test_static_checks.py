@@ -2,7 +2,7 @@
 
 ruff (lint rules in pyproject.toml), mypy in strict mode over the kit and the three services,
 and import-linter's contracts (the kit never imports a service; services never import each
-other). Each runs as the installed tool would from the repository root.
+other; the foundation imports neither FastAPI nor Starlette). Each runs as the installed tool would from the repository root.
 """
 
 from __future__ import annotations

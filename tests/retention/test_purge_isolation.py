@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 from clockify_addon.app import PROFILE
 from clockify_addon.settings import Settings
 from clockify_core.db.base import utcnow
-from clockify_core.lifecycle.models import Installation
+from clockify_core.installations.models import Installation
 from clockify_core.mirror.models import TimeEntry
 from clockify_core.observability.metrics import Metrics
 from clockify_core.retention.service import retention_pass

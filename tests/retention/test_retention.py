@@ -15,13 +15,13 @@ from sqlalchemy import event, func, select
 from clockify_addon.app import PROFILE
 from clockify_addon.settings import Settings
 from clockify_core.db.base import utcnow
-from clockify_core.explorer.models import ApiCall
 from clockify_core.flows.models import Flow, FlowRun
+from clockify_core.installations.models import Installation
 from clockify_core.jobs.models import Job
 from clockify_core.leases import lease_holder, take_lease
-from clockify_core.lifecycle.models import Installation
 from clockify_core.mirror.models import TimeEntry
 from clockify_core.observability.metrics import Metrics
+from clockify_core.openapi.models import ApiCall
 from clockify_core.retention.service import (
     RETENTION_LEASE,
     ROUND_MARKER,

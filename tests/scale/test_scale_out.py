@@ -48,9 +48,10 @@ from clockify_core.db import create_engine
 from clockify_core.db.base import utcnow
 from clockify_core.flows.models import FlowRun
 from clockify_core.jobs.models import Job, JobStatus
+from clockify_core.leases import SchedulerLease
 from clockify_core.simulator.testing import ServedSimulator
 from clockify_core.sync import scheduler
-from clockify_core.sync.models import WORKSPACE_KIND, SchedulerLease, SyncState
+from clockify_core.sync.models import WORKSPACE_KIND, SyncState
 from clockify_core.testing.balancer import RoundRobinBalancer
 from clockify_core.testing.processes import ServiceProcess, free_port
 from clockify_core.webhooks.models import InboxEvent, InboxStatus

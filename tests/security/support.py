@@ -21,10 +21,10 @@ import clockify_addon.settings
 import universal_webhook.app
 import universal_webhook.settings
 from clockify_core.config import ServiceSettings
-from clockify_core.db.models import metadata
 from clockify_core.errors import PROBLEM_CONTENT_TYPE
 from clockify_core.flows.executor import run_due
 from clockify_core.flows.models import FlowRun, RunStatus
+from clockify_core.models import metadata
 from clockify_core.simulator.config import DataScale, SimulatorConfig
 from clockify_core.simulator.marketplace import Installation as SimInstallation
 from clockify_core.simulator.testing import InProcessSimulator, small_config

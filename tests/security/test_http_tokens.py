@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from clockify_core.lifecycle.models import Installation
+from clockify_core.installations.models import Installation
 from clockify_core.security.hmac import signed_headers
 from clockify_core.security.signing import KeyPair, TokenSigner
 from tests.security.support import ServiceUnderTest, Stack, Tenant, assert_problem, workspace_rows

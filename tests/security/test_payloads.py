@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from clockify_core.lifecycle.models import Installation
+from clockify_core.installations.models import Installation
 from clockify_core.security.hmac import signed_headers
 from tests.security.support import (
     OPERATOR_KEY,

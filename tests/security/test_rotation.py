@@ -13,7 +13,7 @@ from sqlalchemy import select
 from clockify_core.db import create_engine, create_session_factory
 from clockify_core.errors import ConfigurationError
 from clockify_core.flows.models import Flow
-from clockify_core.lifecycle.models import Installation, WebhookSubscription
+from clockify_core.installations.models import Installation, WebhookSubscription
 from clockify_core.security.crypto import TokenCipher
 from clockify_core.webhooks.models import CustomWebhookSource
 

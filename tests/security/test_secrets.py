@@ -35,7 +35,7 @@ import pytest
 from sqlalchemy import select
 
 from clockify_core.config import LoggingConfig
-from clockify_core.lifecycle.models import Installation, WebhookSubscription
+from clockify_core.installations.models import Installation, WebhookSubscription
 from clockify_core.security.crypto import TokenCipher
 from clockify_core.security.hmac import signed_headers
 from clockify_core.simulator.testing import in_process_simulator

@@ -21,11 +21,11 @@ from sqlalchemy import select, update
 
 from clockify_core.client.allowlist import HostAllowlist
 from clockify_core.errors import HostNotAllowed
-from clockify_core.explorer.models import ApiCall
 from clockify_core.flows.engine import flow_engine
 from clockify_core.flows.models import FlowRun
 from clockify_core.flows.network import system_resolver
-from clockify_core.lifecycle.models import Installation
+from clockify_core.installations.models import Installation
+from clockify_core.openapi.models import ApiCall
 from tests.security.support import Recorder, ServiceUnderTest, Stack, assert_problem
 
 pytestmark = pytest.mark.postgres

@@ -10,8 +10,8 @@ import clockify_addon.app
 import clockify_addon.settings
 from clockify_core.config import RateLimitConfig
 from clockify_core.errors import RateLimited
-from clockify_core.lifecycle.models import Installation
-from clockify_core.lifecycle.repository import installation_api
+from clockify_core.installations.models import Installation
+from clockify_core.installations.repository import installation_api
 from clockify_core.ratelimit import InMemoryRateLimiter, default_limit, free_plan_limit
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.testing.addon import installed_addon

@@ -17,10 +17,10 @@ from clockify_addon.app import PROFILE
 from clockify_core.client import WorkspaceApi
 from clockify_core.db import create_engine, create_session_factory
 from clockify_core.errors import RateLimited
+from clockify_core.installations.models import Installation
 from clockify_core.jobs import queue
 from clockify_core.jobs.models import Job
 from clockify_core.jobs.worker import run_one
-from clockify_core.lifecycle.models import Installation
 from clockify_core.observability.metrics import Metrics
 from clockify_core.ratelimit import InMemoryRateLimiter, Limit
 from clockify_core.runtime import Runtime, open_runtime

@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 import clockify_addon.app
 import clockify_addon.settings
+from clockify_core.installations.models import Installation
 from clockify_core.jobs.models import Job
 from clockify_core.jobs.worker import run_one
-from clockify_core.lifecycle.models import Installation
 from clockify_core.ratelimit import free_plan_limit
 from clockify_core.simulator.config import (
     DataScale,

@@ -13,16 +13,16 @@ from sqlalchemy import func, select, update
 import clockify_addon.app
 import clockify_addon.settings
 from clockify_addon.app import PROFILE
+from clockify_core.installations.models import Installation
 from clockify_core.jobs.models import Job, JobStatus
 from clockify_core.jobs.worker import run_one
-from clockify_core.leases import database_now
-from clockify_core.lifecycle.models import Installation
+from clockify_core.leases import SchedulerLease, database_now
 from clockify_core.observability.metrics import Metrics
 from clockify_core.runtime import Runtime, open_runtime
 from clockify_core.simulator.config import RateLimitSettings
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.sync import scheduler
-from clockify_core.sync.models import WORKSPACE_KIND, SchedulerLease, SyncState
+from clockify_core.sync.models import WORKSPACE_KIND, SyncState
 from clockify_core.testing.addon import ADDON_URL, AddonHarness, installed_addon
 from tests.sync.conftest import SYNC
 

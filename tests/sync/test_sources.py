@@ -13,9 +13,9 @@ from sqlalchemy import delete, select
 import clockify_addon.app
 import clockify_addon.settings
 from clockify_core.config import SyncConfig
+from clockify_core.installations.models import Installation
+from clockify_core.installations.repository import installation_api
 from clockify_core.jobs.models import Job
-from clockify_core.lifecycle.models import Installation
-from clockify_core.lifecycle.repository import installation_api
 from clockify_core.mirror.models import TimeEntry, User
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.sync.timeentries import choose_source

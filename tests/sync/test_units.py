@@ -9,7 +9,7 @@ import pytest
 from api_studio.app import PROFILE as STUDIO
 from clockify_addon.app import PROFILE as ADDON
 from clockify_core.config import SyncConfig
-from clockify_core.lifecycle.models import Installation
+from clockify_core.installations.models import Installation
 from clockify_core.mirror.mapping import row_values
 from clockify_core.openapi import bundled_index
 from clockify_core.sync.endpoints import items_path, kind_for, reference_endpoints

@@ -1,7 +1,7 @@
 """What a workspace admin types into a NUMBER setting never stops scheduled sync, for it or anyone.
 
 SETTINGS_UPDATED stores every numeric setting clamped to its documented range
-(lifecycle/settings.py); the scheduler reads through the same clamp, so rows an older
+(installations/settings.py); the scheduler reads through the same clamp, so rows an older
 version stored unclamped are harmless too; and a workspace whose scheduling still fails
 is logged, counted and skipped while the others are queued.
 """
@@ -21,9 +21,8 @@ from structlog.testing import capture_logs
 
 import clockify_addon.app
 import clockify_addon.settings
-from clockify_core.jobs.models import Job, JobStatus
-from clockify_core.lifecycle.models import Installation
-from clockify_core.lifecycle.settings import (
+from clockify_core.installations.models import Installation
+from clockify_core.installations.settings import (
     BACKFILL_MONTHS,
     FLAGS,
     NUMBERS,
@@ -33,6 +32,7 @@ from clockify_core.lifecycle.settings import (
     number,
     raw,
 )
+from clockify_core.jobs.models import Job, JobStatus
 from clockify_core.manifest.builder import DEFAULT_SETTINGS
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.sync import scheduler

@@ -14,7 +14,8 @@ import clockify_addon.app
 import clockify_addon.settings
 from clockify_core.db import create_engine, create_session_factory
 from clockify_core.db.base import utcnow
-from clockify_core.lifecycle.models import Installation
+from clockify_core.db.queue import backoff_seconds
+from clockify_core.installations.models import Installation
 from clockify_core.mirror.models import TimeEntry
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.testing.addon import installed_addon
@@ -150,7 +151,7 @@ async def test_failures_back_off_then_dead_letter_and_replay(sessions: async_ses
 
 
 async def test_backoff_grows_and_is_capped() -> None:
-    values = [inbox.backoff_seconds(n, base=2, cap=60) for n in range(1, 10)]
+    values = [backoff_seconds(n, base=2, cap=60) for n in range(1, 10)]
     assert 1 <= values[0] <= 2
     assert 60 / 2 <= values[-1] <= 60
 

@@ -15,9 +15,10 @@ from sqlalchemy import func, select, update
 
 import clockify_addon.app
 import clockify_addon.settings
-from clockify_core.lifecycle.models import SubscriptionStatus, WebhookSubscription
+from clockify_core.installations.models import SubscriptionStatus, WebhookSubscription
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.testing.addon import AddonHarness, installed_addon
+from clockify_core.webhooks.ingest import WebhookIngest
 from clockify_core.webhooks.models import InboxEvent
 
 EVENT = "NEW_TIME_ENTRY"
@@ -98,7 +99,7 @@ async def test_cached_subscription_cannot_outlive_its_revocation(addon: AddonHar
     assert r.headers["content-type"] == "application/problem+json"
     assert [row.body for row in await _rows(addon)] == [_body(addon, "before").decode()]
     # The refusal evicted the cache entry: the next request looks the token up again.
-    assert addon.runtime.ingest.subscriptions.get(sub.token_digest or "", sub.path) is None
+    assert addon.runtime.part(WebhookIngest).subscriptions.get(sub.token_digest or "", sub.path) is None
 
 
 async def test_an_entity_id_that_is_not_a_clockify_id_is_refused_and_nothing_stored(addon: AddonHarness) -> None:

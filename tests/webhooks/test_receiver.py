@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 import clockify_addon.app
 import clockify_addon.settings
-from clockify_core.lifecycle.models import WebhookSubscription
+from clockify_core.installations.models import WebhookSubscription
 from clockify_core.security.signing import KeyPair, TokenSigner
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.testing.addon import AddonHarness, installed_addon

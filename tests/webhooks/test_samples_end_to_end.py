@@ -16,10 +16,10 @@ import clockify_addon.settings
 import universal_webhook.app
 import universal_webhook.settings
 from clockify_core.catalog import EVENTS
-from clockify_core.lifecycle.models import WebhookSubscription
-from clockify_core.mirror.mapping import entity_id
+from clockify_core.installations.models import WebhookSubscription
 from clockify_core.mirror.models import Entity
 from clockify_core.mirror.writer import table_for
+from clockify_core.payloads import entity_id
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.testing.addon import installed_addon
 from clockify_core.webhooks.models import InboxEvent

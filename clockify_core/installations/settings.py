@@ -16,6 +16,14 @@ documented range here; a value is brought into it twice:
 A value above the maximum (``inf`` included) becomes the maximum, one below the minimum
 the minimum; one that is no number at all (text, ``NaN``, a list, a boolean) takes the
 default. Nothing here raises.
+
+A CHECKBOX setting (``sync_enabled``, ``flows_enabled``) has one reading, :func:`flag`, which
+every feature gate calls: Clockify sends booleans, but a row stored before :func:`normalize`
+existed, or written by hand or through the API, may hold text or numbers. ``true``/``false``
+decide; a number is on unless it is ``0``; the words ``1 yes on enabled`` turn it on and
+``0 no off disabled`` and the empty text turn it off (case and surrounding blanks ignored);
+anything else (other text, a list, ``NaN``, no value, no such entry) is the setting's
+default from :data:`FLAGS`. A repeated id is read at its first entry, by every reader.
 """
 
 from __future__ import annotations
@@ -25,8 +33,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-TRUE_TEXT = frozenset({"true", "1", "yes", "on"})
-FALSE_TEXT = frozenset({"false", "0", "no", "off", ""})
+TRUE_TEXT = frozenset({"true", "1", "yes", "on", "enabled"})
+FALSE_TEXT = frozenset({"false", "0", "no", "off", "disabled", ""})
 
 
 @dataclass(frozen=True)
@@ -112,17 +120,23 @@ def parse_flag(value: object, default: bool) -> bool:
     return default
 
 
-def raw(settings: object, setting_id: str) -> object | None:
-    """The stored value of ``setting_id`` in a flat settings list (``[{id, name, value}]``); None when absent.
+def values(settings: object) -> dict[str, Any]:
+    """The stored flat list (``[{id, name, value}]``) as ``{id: value}``, as flow conditions see ``$settings``.
 
-    Whatever the column holds (an old row may hold anything), this never raises.
+    Whatever the column holds (an old row may hold anything), this never raises: any other
+    shape reads as no settings. A repeated id keeps its first value, as :func:`raw` reads it.
     """
-    if not isinstance(settings, list):
-        return None
-    for item in settings:
-        if isinstance(item, Mapping) and item.get("id") == setting_id:
-            return item.get("value")
-    return None
+    found: dict[str, Any] = {}
+    if isinstance(settings, list):
+        for item in settings:
+            if isinstance(item, Mapping) and isinstance(item.get("id"), str):
+                found.setdefault(item["id"], item.get("value"))
+    return found
+
+
+def raw(settings: object, setting_id: str) -> object | None:
+    """The stored value of ``setting_id``; None when absent."""
+    return values(settings).get(setting_id)
 
 
 def number(settings: object, setting: NumberSetting, default: int | None = None) -> int:
@@ -131,6 +145,7 @@ def number(settings: object, setting: NumberSetting, default: int | None = None)
 
 
 def flag(settings: object, setting_id: str) -> bool:
+    """Whether the CHECKBOX ``setting_id`` (a key of :data:`FLAGS`) is on: the one reading (module docstring)."""
     return parse_flag(raw(settings, setting_id), FLAGS[setting_id])
 
 

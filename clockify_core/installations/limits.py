@@ -22,14 +22,14 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from clockify_core.db.dialect import is_postgres
 from clockify_core.errors import Conflict, NotFound
-from clockify_core.lifecycle.models import Installation
+from clockify_core.installations.models import Installation
 
 
 async def lock_workspace(session: AsyncSession, workspace_id: str) -> None:
     """Hold the workspace's creation lock until the session's transaction ends."""
-    dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
-    if dialect == "postgresql":
+    if is_postgres(session):
         found = await session.scalar(
             select(Installation.workspace_id)
             .where(Installation.workspace_id == workspace_id)

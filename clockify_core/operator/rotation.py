@@ -3,6 +3,9 @@
 Rotation: put the new key first in ``ENCRYPTION_KEY`` (the old ones after it, so both
 still decrypt), run ``<service> rotate-secrets``, then drop the old keys. Each table is
 rewritten in its own transaction; running it twice is harmless.
+
+An operator action over every feature's tables (installations, webhooks, flows, jobs), so
+it sits above them rather than in ``security/``, which they all build on.
 """
 
 from __future__ import annotations
@@ -13,29 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clockify_core.flows.models import Flow
+from clockify_core.flows.secrets import reencrypt
+from clockify_core.installations.models import Installation, WebhookSubscription
 from clockify_core.jobs.models import Job
-from clockify_core.lifecycle.models import Installation, WebhookSubscription
 from clockify_core.security.crypto import TokenCipher
 from clockify_core.webhooks.models import CustomWebhookSource
-
-SECRET_KEY = "secret_encrypted"  # noqa: S105 - a JSON member name; how flows store a secret header value (flows/service.py)
-
-
-def _rotate_actions(cipher: TokenCipher, actions: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
-    count = 0
-    rotated = []
-    for action in actions:
-        headers = action.get("headers")
-        if isinstance(headers, dict):
-            new_headers = {}
-            for name, value in headers.items():
-                if isinstance(value, dict) and isinstance(value.get(SECRET_KEY), str):
-                    value = {SECRET_KEY: cipher.rotate(value[SECRET_KEY])}
-                    count += 1
-                new_headers[name] = value
-            action = {**action, "headers": new_headers}
-        rotated.append(action)
-    return rotated, count
 
 
 async def rotate_secrets(sessions: async_sessionmaker[AsyncSession], cipher: TokenCipher) -> dict[str, int]:
@@ -57,7 +42,7 @@ async def rotate_secrets(sessions: async_sessionmaker[AsyncSession], cipher: Tok
     async with sessions.begin() as session:
         n = 0
         for flow in (await session.execute(select(Flow))).scalars():
-            actions, found = _rotate_actions(cipher, list(flow.actions or []))
+            actions, found = reencrypt(list(flow.actions or []), cipher.rotate)
             if found:
                 flow.actions = actions
                 n += found

@@ -10,6 +10,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column
 
 from clockify_core.db.base import Base, JsonType, UtcDateTime, utcnow
+from clockify_core.db.purge import KEEP_ON_PURGE
 
 
 class InstallationStatus(StrEnum):
@@ -34,6 +35,8 @@ REVOKED_TOKENS_KEPT = 20
 
 class Installation(Base):
     __tablename__ = "installations"
+    # The record of who was installed (revoked tokens, purge_after) outlives the workspace's data.
+    __table_args__ = {"info": {KEEP_ON_PURGE: True}}
 
     workspace_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     addon_id: Mapped[str] = mapped_column(String(64))

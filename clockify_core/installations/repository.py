@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clockify_core.errors import Conflict, NotFound
-from clockify_core.lifecycle.models import (
+from clockify_core.installations.models import (
     Installation,
     InstallationStatus,
     SubscriptionStatus,

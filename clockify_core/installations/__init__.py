@@ -1,0 +1,6 @@
+"""Installations: the tenant record every capability reads (who installed, plan, token, settings).
+
+Lifecycle writes these rows; everything else only reads them. It sits below the features
+so that webhooks, jobs, mirror, sync and flows can ask "is this workspace installed and
+active?" without importing the lifecycle endpoints.
+"""

@@ -1,0 +1,1 @@
+"""Add-ons built on the kit, one file each (docs/sdk.md)."""
