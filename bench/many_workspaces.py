@@ -7,7 +7,7 @@
 Loopback only. The simulator runs as its own process (``clockify-sim serve --fleet``): N
 workspaces, most small (up to ``--small-max-entries``), every ``1/--large-fraction``-th
 one with ``--large-entries``, ``--free-fraction`` of them on the Free plan (30 requests in
-any rolling hour, whole workspace). ``clockify_addon`` runs as one uvicorn process, then as
+any rolling hour, whole workspace; ``--free-per-hour`` sets it for the simulator and the service). ``clockify_addon`` runs as one uvicorn process, then as
 two behind the loopback round-robin balancer (``clockify_core/testing/balancer.py``, a
 thread of this process) sharing Redis, each time on a fresh PostgreSQL database.
 
@@ -24,7 +24,8 @@ applied, or after ``--timeout`` s. Printed:
 * punctuality of scheduled syncs: the longest gap between a workspace's syncs (bootstrap
   included, and up to the end of the run) minus its interval (Free: at least
   ``sync.free_plan_interval_minutes``), the workspaces over ``--slack``;
-* 429 answers, the highest Free-plan count in one rolling hour (limit 30);
+* 429 answers, the highest Free-plan count in one rolling hour (limit ``--free-per-hour``,
+  30 as on Clockify; raise it on both sides to see Free workspaces onboard within a run);
 * webhook ingest latency as the simulator (Clockify) saw it, p50/p99/max, during the run;
 * peak RSS (VmHWM) of every process, the most PostgreSQL connections of the database
   at once vs the configured pools, the database size, and the load average.
@@ -144,6 +145,7 @@ def service_env(args: argparse.Namespace, db_url: str, public_url: str, sim_url:
         # The deployment's pools, not the test suite's small ones (testing/processes.py).
         "CLOCKIFY_DATABASE__POOL_SIZE": str(db.pool_size),
         "CLOCKIFY_DATABASE__MAX_OVERFLOW": str(db.max_overflow),
+        "CLOCKIFY_RATE_LIMIT__FREE_PLAN_PER_HOUR": str(args.free_per_hour),
         "LOG_LEVEL": "WARNING",
     }
     if redis_prefix is not None:
@@ -399,6 +401,7 @@ async def run(args: argparse.Namespace) -> None:
         print(f"simulator ready in {time.monotonic() - t0:.0f} s, RSS {status_kb(proc.pid, 'VmRSS'):.0f} MB", flush=True)
         async with httpx.AsyncClient(base_url=sim_url, timeout=3600, trust_env=False) as control:
             (await control.put("/__sim/delivery", json={"concurrency": args.delivery_concurrency})).raise_for_status()
+            (await control.put("/__sim/rate-limit", json={"free_per_hour": args.free_per_hour})).raise_for_status()
         for i, instances in enumerate(args.instances):
             if i:
                 async with httpx.AsyncClient(base_url=sim_url, timeout=3600, trust_env=False) as control:
@@ -424,6 +427,8 @@ def main() -> None:
                         help="incremental sync interval (default: the deployment default)")
     parser.add_argument("--slack", type=float, default=60.0, help="seconds a scheduled sync may be late")
     parser.add_argument("--free-fraction", type=float, default=0.3)
+    parser.add_argument("--free-per-hour", type=int, default=30,
+                        help="the Free plan's hourly quota, in the simulator and the service alike (Clockify: 30)")
     parser.add_argument("--large-fraction", type=float, default=0.01)
     parser.add_argument("--large-entries", type=int, default=100_000)
     parser.add_argument("--small-max-entries", type=int, default=1000)

@@ -12,7 +12,7 @@ from clockify_core.runtime import Runtime
 async def _run_due(runtime: Runtime) -> None:
     while await run_due(runtime):  # due flow runs (retries scheduled later stay queued)
         pass
-    await flow_engine(runtime).flush_counters(runtime)
+    await flow_engine(runtime).flush_counters(runtime.sessions)
 
 
 FLOWS = Capability(

@@ -37,7 +37,7 @@ import asyncio
 import dataclasses
 import functools
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,7 +45,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import structlog
 from sqlalchemy import Integer, String, bindparam, func, literal, select, union_all, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clockify_core.catalog import EVENTS
 from clockify_core.config import FlowsConfig
@@ -205,9 +205,10 @@ class FlowEngine:
             self.running[name] -= 1
 
     # compiled flows ------------------------------------------------------------------------
-    def policy(self, runtime: Runtime) -> NetworkPolicy:
+    def policy(self, allowlist: Iterable[str]) -> NetworkPolicy:
+        """Built once: the allowlist is a setting, the same for the whole runtime."""
         if self._policy is None:
-            self._policy = NetworkPolicy.from_allowlist(runtime.settings.flows.http_allowlist)
+            self._policy = NetworkPolicy.from_allowlist(allowlist)
         return self._policy
 
     async def compile(self, runtime: Runtime, flow: Flow) -> CachedFlow:
@@ -219,9 +220,10 @@ class FlowEngine:
             self.cache_hits += 1
             return cached
         self.compilations += 1
+        config = runtime.settings.flows
         compiled = await self.offload(
             compile_stored, flow.trigger, flow.conditions, flow.actions,
-            profile=runtime.profile, config=runtime.settings.flows, policy=self.policy(runtime),
+            profile=runtime.profile, config=config, policy=self.policy(config.http_allowlist),
         )
         if len(self._cache) >= CACHE_LIMIT:
             self._cache.clear()
@@ -282,9 +284,10 @@ class FlowEngine:
         matches: list[CachedFlow] = []
         failures: list[tuple[str, str]] = []
         tally = {"matched": 0, "unmatched": 0, "error": 0}
-        outcomes = evaluate_inline(candidates, ctx, runtime.settings.flows)
+        config = runtime.settings.flows
+        outcomes = evaluate_inline(candidates, ctx, config)
         if outcomes is None:
-            outcomes = await self.offload(evaluate_conditions, candidates, ctx, runtime.settings.flows)
+            outcomes = await self.offload(evaluate_conditions, candidates, ctx, config)
         for flow, matched in zip(candidates, outcomes, strict=True):
             counts = self._counts.setdefault(flow.id, [0, 0])
             counts[0] += 1
@@ -308,7 +311,7 @@ class FlowEngine:
         for result, count in tally.items():
             if count:
                 runtime.metrics.flow_evaluations.labels(result).inc(count)
-        admitted = await self._admit(runtime, session, matches, entity, now) if matches else {}
+        admitted = await self._admit(config.loop_max_depth, session, matches, entity, now) if matches else {}
         for flow in matches:
             status, depth = admitted[flow.id]
             rows.append(_run(flow, event, entity, trigger, status, now, matched=True, depth=depth))
@@ -319,15 +322,14 @@ class FlowEngine:
             if row.status != RunStatus.QUEUED:
                 runtime.metrics.flows_executed.labels(row.status.lower()).inc()
         for flow_id, error in failures:
-            await record_failure(session, flow_id, error, runtime.settings.flows.failure_threshold)
+            await record_failure(session, flow_id, error, config.failure_threshold)
         if any(row.status == RunStatus.QUEUED for row in rows):
             after_commit(session, self.wakeup.set)  # the event's transaction commits the runs
 
     async def _admit(
-        self, runtime: Runtime, session: AsyncSession, flows: list[CachedFlow], entity: str | None, now: datetime
+        self, max_depth: int, session: AsyncSession, flows: list[CachedFlow], entity: str | None, now: datetime
     ) -> dict[str, tuple[RunStatus, int]]:
         """Loop guard and rate limit for the flows an event matched: two queries, whatever their number."""
-        config = runtime.settings.flows
         params: dict[str, Any] = {"ids": [flow.id for flow in flows], "since": now - timedelta(minutes=1)}
         if entity is not None:
             params.update(entity=entity, now=now)
@@ -339,7 +341,7 @@ class FlowEngine:
         out: dict[str, tuple[RunStatus, int]] = {}
         for flow in flows:
             depth = depths.get(flow.id, 0)
-            if depth > config.loop_max_depth:
+            if depth > max_depth:
                 out[flow.id] = (RunStatus.LOOP_BLOCKED, depth)
             elif counts.get(flow.id, 0) >= flow.max_runs_per_minute:
                 out[flow.id] = (RunStatus.RATE_LIMITED, depth)
@@ -348,13 +350,13 @@ class FlowEngine:
         return out
 
     # counters --------------------------------------------------------------------------------
-    async def flush_counters(self, runtime: Runtime) -> int:
+    async def flush_counters(self, sessions: async_sessionmaker[AsyncSession]) -> int:
         """Add the in-memory evaluation counts to ``flows``; returns the flows touched."""
         counts, self._counts = self._counts, {}
         last, self._last_match = self._last_match, {}
         if not counts:
             return 0
-        async with runtime.sessions.begin() as session:
+        async with sessions.begin() as session:
             for flow_id in sorted(counts):  # one lock order for every worker
                 evaluated, matched = counts[flow_id]
                 values: dict[str, Any] = {

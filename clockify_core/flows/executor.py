@@ -31,7 +31,7 @@ import httpx
 import orjson
 import structlog
 from sqlalchemy import delete, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clockify_core.client import ClockifyApiError, decode_json
 from clockify_core.db.base import utcnow
@@ -243,10 +243,10 @@ async def _clockify_api(
                                      json=call.body)
     except (ClockifyApiError, RateLimited) as exc:
         status = exc.status_code if isinstance(exc, ClockifyApiError) else exc.status
-        await _log_call(runtime, run, api_call, status, started, exc.detail)
+        await _log_call(runtime.sessions, run, api_call, status, started, exc.detail)
         raise ActionFailed(exc.detail, retryable=True, result=summary) from exc
     except ClockifyError as exc:  # no token, host not allowed, missing base URL
-        await _log_call(runtime, run, api_call, None, started, exc.detail)
+        await _log_call(runtime.sessions, run, api_call, None, started, exc.detail)
         raise ActionFailed(exc.detail, retryable=False, result=summary) from exc
     api_call.status = response.status_code
     api_call.duration_ms = round((time.perf_counter() - started) * 1000)
@@ -254,7 +254,7 @@ async def _clockify_api(
     if not response.is_success:
         error = ClockifyApiError.from_response(response).detail
         api_call.error = error[:2000]
-        await _log_call(runtime, run, api_call, response.status_code, started, error)
+        await _log_call(runtime.sessions, run, api_call, response.status_code, started, error)
         raise ActionFailed(error, retryable=response.status_code in RETRY_STATUSES, result=summary)
     marks: list[str] = []
     try:
@@ -269,12 +269,13 @@ async def _clockify_api(
 
 
 async def _log_call(
-    runtime: Runtime, run: ClaimedRun, call: ApiCall, status: int | None, started: float, error: str
+    sessions: async_sessionmaker[AsyncSession], run: ClaimedRun, call: ApiCall, status: int | None, started: float,
+    error: str,
 ) -> None:
     call.status = status
     call.duration_ms = round((time.perf_counter() - started) * 1000)
     call.error = error[:2000]
-    async with runtime.sessions.begin() as session:
+    async with sessions.begin() as session:
         session.add(mask_call(call, run.secrets))
 
 
@@ -285,7 +286,7 @@ async def _http_request(runtime: Runtime, engine: FlowEngine, action: HttpReques
     try:
         outcome = await network.send(
             rendered.method, rendered.url, headers=rendered.headers, content=rendered.content,
-            policy=engine.policy(runtime), resolver=engine.resolver, budget=action.timeout,
+            policy=engine.policy(config.http_allowlist), resolver=engine.resolver, budget=action.timeout,
             max_bytes=config.max_response_bytes, follow_redirects=action.follow_redirects,
             max_redirects=config.max_redirects, user_agent=runtime.settings.http.user_agent,
             sensitive_headers=rendered.secret_headers,
@@ -319,8 +320,8 @@ async def _http_request(runtime: Runtime, engine: FlowEngine, action: HttpReques
 
 # Recording -----------------------------------------------------------------------------------
 
-async def _upsert_marks(session: AsyncSession, runtime: Runtime, run: ClaimedRun, entity_ids: list[str]) -> None:
-    expires = utcnow() + timedelta(seconds=runtime.settings.flows.loop_window_seconds)
+async def _upsert_marks(session: AsyncSession, window_seconds: float, run: ClaimedRun, entity_ids: list[str]) -> None:
+    expires = utcnow() + timedelta(seconds=window_seconds)
     table = FlowLoopMark.__table__
     for entity in dict.fromkeys(entity_ids):
         stmt = insert_for(session)(table).values(
@@ -335,11 +336,11 @@ async def _upsert_marks(session: AsyncSession, runtime: Runtime, run: ClaimedRun
 
 async def _remember(runtime: Runtime, run: ClaimedRun, entity_ids: list[str]) -> None:
     async with runtime.sessions.begin() as session:
-        await _upsert_marks(session, runtime, run, entity_ids)
+        await _upsert_marks(session, runtime.settings.flows.loop_window_seconds, run, entity_ids)
 
 
-async def _owned(session: AsyncSession, runtime: Runtime, run: ClaimedRun, **values: Any) -> None:
-    result = await session.execute(update(RUNS.table).where(*RUNS.held(run.id, runtime.instance_id)).values(**values))
+async def _owned(session: AsyncSession, worker_id: str, run: ClaimedRun, **values: Any) -> None:
+    result = await session.execute(update(RUNS.table).where(*RUNS.held(run.id, worker_id)).values(**values))
     if int(getattr(result, "rowcount", 0) or 0) != 1:
         raise LeaseLost
 
@@ -349,13 +350,14 @@ async def _checkpoint(
 ) -> None:
     async with runtime.sessions.begin() as session:
         await _owned(
-            session, runtime, run, actions=masked(results, run.secrets), state=stored_state(state, run.secrets),
+            session, runtime.instance_id, run, actions=masked(results, run.secrets),
+            state=stored_state(state, run.secrets),
             locked_until=utcnow() + timedelta(seconds=runtime.settings.flows.lease_seconds),
         )
         if step.api_call is not None:
             session.add(mask_call(step.api_call, run.secrets))
         if step.marks:
-            await _upsert_marks(session, runtime, run, step.marks)
+            await _upsert_marks(session, runtime.settings.flows.loop_window_seconds, run, step.marks)
 
 
 async def _action_failed(
@@ -381,7 +383,7 @@ async def _action_failed(
     if failure.retryable and delay is not None:
         async with runtime.sessions.begin() as session:
             await _owned(
-                session, runtime, run, **RUNS.retry_at(utcnow() + timedelta(seconds=delay)),
+                session, runtime.instance_id, run, **RUNS.retry_at(utcnow() + timedelta(seconds=delay)),
                 state=stored_state({**state, "last_failure": record}, run.secrets), actions=masked(results, run.secrets),
                 error=mask(f"{action.id}: {failure} (attempt {attempts}, retrying)", run.secrets),
             )
@@ -398,7 +400,7 @@ async def _finish(
     error = mask(error, run.secrets) if error is not None else None
     async with runtime.sessions.begin() as session:
         await _owned(
-            session, runtime, run, status=status, actions=masked(results, run.secrets), error=error,
+            session, runtime.instance_id, run, status=status, actions=masked(results, run.secrets), error=error,
             finished_at=now, locked_by=None, locked_until=None, next_attempt_at=None,
             duration_ms=max(0, round((now - run.started_at).total_seconds() * 1000)),
         )
@@ -417,8 +419,8 @@ async def _abandon(runtime: Runtime, run: ClaimedRun, error: str) -> None:
     try:
         async with runtime.sessions.begin() as session:
             await _owned(
-                session, runtime, run, status=RunStatus.FAILED, error=error, finished_at=now, locked_by=None,
-                locked_until=None, next_attempt_at=None,
+                session, runtime.instance_id, run, status=RunStatus.FAILED, error=error, finished_at=now,
+                locked_by=None, locked_until=None, next_attempt_at=None,
                 duration_ms=max(0, round((now - run.started_at).total_seconds() * 1000)),
             )
             await record_failure(session, run.flow_id, error, runtime.settings.flows.failure_threshold)
@@ -430,9 +432,9 @@ async def _abandon(runtime: Runtime, run: ClaimedRun, error: str) -> None:
 
 # The loop and housekeeping -------------------------------------------------------------------
 
-async def housekeeping(runtime: Runtime, *, now: datetime | None = None) -> int:
+async def housekeeping(sessions: async_sessionmaker[AsyncSession], *, now: datetime | None = None) -> int:
     """Remove expired loop marks; returns how many. (Old runs go with RETENTION__FLOW_RUN_DAYS.)"""
-    async with runtime.sessions.begin() as session:
+    async with sessions.begin() as session:
         result = await session.execute(delete(FlowLoopMark).where(FlowLoopMark.expires_at <= (now or utcnow())))
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -447,10 +449,10 @@ async def flow_loop(runtime: Runtime, stop: asyncio.Event) -> None:
             claimed = await run_due(runtime)
             clock = time.monotonic()
             if clock >= next_flush:
-                await engine.flush_counters(runtime)
+                await engine.flush_counters(runtime.sessions)
                 next_flush = clock + config.counter_flush_seconds
             if clock >= next_housekeeping:
-                await housekeeping(runtime)
+                await housekeeping(runtime.sessions)
                 next_housekeeping = clock + config.housekeeping_seconds
         except Exception:  # the database may be briefly away; keep the loop alive
             log.warning("flows.loop_error", exc_info=True)

@@ -51,6 +51,7 @@ from clockify_core.installations.limits import reserve_slot
 from clockify_core.installations.models import Installation
 from clockify_core.installations.settings import flag, values
 from clockify_core.runtime import Runtime
+from clockify_core.security.crypto import TokenCipher
 from clockify_core.webhooks.models import CustomWebhookSource, InboxEvent
 
 
@@ -80,10 +81,10 @@ async def validate(
     """Compile a definition as received; raises 422 / 403 with the location of each problem.
 
     Off the event loop (the engine's thread pool): a definition may hold thousands of paths."""
-    engine = flow_engine(runtime)
+    engine, config = flow_engine(runtime), runtime.settings.flows
     return await engine.offload(
-        compile_definition, data.model_dump(), profile=runtime.profile, config=runtime.settings.flows,
-        policy=engine.policy(runtime), custom_sources=await _custom_sources(session, workspace_id),
+        compile_definition, data.model_dump(), profile=runtime.profile, config=config,
+        policy=engine.policy(config.http_allowlist), custom_sources=await _custom_sources(session, workspace_id),
     )
 
 
@@ -100,7 +101,7 @@ def _previous_secrets(stored: list[dict[str, Any]] | None) -> dict[tuple[str, st
 
 
 def seal_actions(
-    runtime: Runtime, actions: list[Any], previous: list[dict[str, Any]] | None
+    cipher: TokenCipher, actions: list[Any], previous: list[dict[str, Any]] | None
 ) -> list[dict[str, Any]]:
     """The stored form: each ``{"secret": value}`` encrypted, ``{"secret": "********"}``
     replaced by the secret stored before for the same action id and header, provided the
@@ -133,7 +134,7 @@ def seal_actions(
                             )
                         headers[name] = stored_secret(stored)
                     else:
-                        headers[name] = stored_secret(runtime.cipher.encrypt(value["secret"]))
+                        headers[name] = stored_secret(cipher.encrypt(value["secret"]))
         sealed.append(action)
     return sealed
 
@@ -197,7 +198,7 @@ async def create_flow(
     now = utcnow()
     flow = Flow(
         id=str(uuid.uuid4()), workspace_id=workspace_id, name=data.name, enabled=data.enabled, trigger=data.trigger,
-        conditions=data.conditions, actions=seal_actions(runtime, data.actions, None),
+        conditions=data.conditions, actions=seal_actions(runtime.cipher, data.actions, None),
         max_runs_per_minute=data.max_runs_per_minute, record_unmatched=data.record_unmatched, version=1,
         consecutive_failures=0, evaluated_count=0, matched_count=0, created_by=user_id, created_at=now, updated_at=now,
     )
@@ -212,7 +213,7 @@ async def update_flow(
     flow = await get_flow(session, workspace_id, flow_id)
     refuse_sealed(data)
     await validate(runtime, session, workspace_id, _unmasked_for_compile(data, flow.actions))
-    flow.actions = seal_actions(runtime, data.actions, flow.actions)
+    flow.actions = seal_actions(runtime.cipher, data.actions, flow.actions)
     flow.name, flow.trigger, flow.conditions = data.name, data.trigger, data.conditions
     flow.max_runs_per_minute, flow.record_unmatched = data.max_runs_per_minute, data.record_unmatched
     if data.enabled is not None:

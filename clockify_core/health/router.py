@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import redis.asyncio as aioredis
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from clockify_core.config import RedisConfig
 from clockify_core.db.migrate import head_revision, stored_revision
 from clockify_core.deps import MetricsDep, RuntimeDep
 from clockify_core.errors import PROBLEM_TYPE_BASE, problem_body
@@ -29,9 +31,8 @@ async def _database(engine: AsyncEngine) -> str | None:
     return None
 
 
-async def _redis(runtime: Runtime) -> str | None:
-    assert runtime.redis is not None
-    await runtime.redis.ping()
+async def _redis(client: aioredis.Redis) -> str | None:
+    await client.ping()
     return None
 
 
@@ -44,7 +45,7 @@ async def _check(name: str, coro: Any) -> tuple[str, str | None]:
         return name, f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
-def required_checks(runtime: Runtime) -> frozenset[str]:
+def required_checks(redis: RedisConfig) -> frozenset[str]:
     """Checks whose failure makes the instance not ready.
 
     Redis is required by default (the contract: a configured Redis must be reachable).
@@ -52,13 +53,13 @@ def required_checks(runtime: Runtime) -> frozenset[str]:
     ``REDIS__REQUIRED_FOR_READY=false``: the limiter falls back to in-process buckets
     (ratelimit/redis.py), so the service still works and ``/ready`` says "degraded".
     """
-    return frozenset({"database", "redis"} if runtime.settings.redis.required_for_ready else {"database"})
+    return frozenset({"database", "redis"} if redis.required_for_ready else {"database"})
 
 
 async def readiness(runtime: Runtime) -> dict[str, str | None]:
     checks = [_check("database", _database(runtime.engine))]
     if runtime.redis is not None:
-        checks.append(_check("redis", _redis(runtime)))
+        checks.append(_check("redis", _redis(runtime.redis)))
     return dict(await asyncio.gather(*checks))
 
 
@@ -74,7 +75,7 @@ async def healthz() -> dict[str, str]:
 )
 async def ready(runtime: RuntimeDep) -> Response:
     results = await readiness(runtime)
-    required = required_checks(runtime)
+    required = required_checks(runtime.settings.redis)
     failed = {name: reason for name, reason in results.items() if reason and name in required}
     degraded = any(reason for name, reason in results.items() if name not in required)
     checks = {name: reason or "ok" for name, reason in results.items()}

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from clockify_core.catalog import FREE_PLAN
+from clockify_core.config import RateLimitConfig
 from clockify_core.errors import Conflict, NotFound
 from clockify_core.installations.models import (
     Installation,
@@ -15,7 +17,7 @@ from clockify_core.installations.models import (
     SubscriptionStatus,
     WebhookSubscription,
 )
-from clockify_core.ratelimit import free_plan_limit
+from clockify_core.ratelimit import Limit, free_plan_limit
 
 if TYPE_CHECKING:
     from clockify_core.client import WorkspaceApi
@@ -60,6 +62,12 @@ async def subscription_for_token(
     return (row[0], row[1]) if row is not None else None
 
 
+def plan_limit(config: RateLimitConfig, plan: str | None) -> Limit | None:
+    """The rate budget of a workspace on ``plan``: ``free_plan_limit`` on the Free plan, else
+    None (the limiter's default, Clockify's per-second rate for paid plans)."""
+    return free_plan_limit(config) if plan == FREE_PLAN else None
+
+
 def installation_api(
     runtime: Runtime,
     installation: Installation,
@@ -91,6 +99,6 @@ def installation_api(
         reports_url=installation.reports_url,
         pto_url=installation.pto_url,
         addon_key=runtime.settings.signing.addon_key,
-        rate_limit=free_plan_limit(runtime.settings.rate_limit) if installation.subscription_plan == "FREE" else None,
+        rate_limit=plan_limit(runtime.settings.rate_limit, installation.subscription_plan),
         before_send=before_send,
     )

@@ -47,7 +47,7 @@ def _used_once(event: str, *, repeatable: bool = False) -> Any:
     """
 
     async def dependency(auth: LifecycleAuth, runtime: RuntimeDep, session: SessionDep) -> service.LifecycleToken:
-        used = await service.consume(runtime, session, auth, event)
+        used = await service.consume(session, auth, event, leeway_seconds=runtime.settings.signing.leeway_seconds)
         if not used.fresh and not repeatable:
             raise TokenInvalid("this lifecycle token was used already")
         return used
@@ -81,15 +81,13 @@ async def deleted(payload: DeletedPayload, auth: DeletedAuth, runtime: RuntimeDe
 async def status_changed(
     payload: StatusChangedPayload, auth: StatusAuth, runtime: RuntimeDep, session: SessionDep
 ) -> LifecycleAck:
-    await service.change_status(runtime, session, auth, payload)
+    await service.change_status(session, auth, payload)
     after_commit(session, runtime.jobs_wakeup.set)
     after_commit(session, runtime.inbox_wakeup.set)
     return LifecycleAck(status=payload.status.lower(), workspace_id=payload.workspace_id)
 
 
 @router.post("/settings-updated", responses=_REFUSALS, summary="An admin changed the add-on's settings")
-async def settings_updated(
-    payload: SettingsUpdatedPayload, auth: SettingsAuth, runtime: RuntimeDep, session: SessionDep
-) -> LifecycleAck:
-    await service.update_settings(runtime, session, auth, payload)
+async def settings_updated(payload: SettingsUpdatedPayload, auth: SettingsAuth, session: SessionDep) -> LifecycleAck:
+    await service.update_settings(session, auth, payload)
     return LifecycleAck(status="settings-updated", workspace_id=payload.workspace_id)

@@ -42,7 +42,7 @@ from clockify_core.lifecycle.schemas import (
 )
 from clockify_core.manifest.builder import DEFAULT_SETTINGS
 from clockify_core.runtime import Runtime
-from clockify_core.security.crypto import token_digest
+from clockify_core.security.crypto import TokenCipher, token_digest
 from clockify_core.security.tokens import ClockifyClaims, TokenKind, ensure_workspace
 from clockify_core.webhooks import inbox
 
@@ -87,7 +87,9 @@ async def lifecycle_token(runtime: Runtime, session: AsyncSession, token: str) -
     return LifecycleToken(claims, digest)
 
 
-async def consume(runtime: Runtime, session: AsyncSession, auth: LifecycleToken, event: str) -> LifecycleToken:
+async def consume(
+    session: AsyncSession, auth: LifecycleToken, event: str, *, leeway_seconds: float
+) -> LifecycleToken:
     """Record that ``auth`` is used for ``event``; the result says whether it was used before.
 
     One token, one call: the digest goes into ``used_lifecycle_tokens`` in the request's
@@ -97,7 +99,7 @@ async def consume(runtime: Runtime, session: AsyncSession, auth: LifecycleToken,
     finds its row. Rows live until the token's ``exp`` (plus leeway) passes; after that the
     verifier refuses the token anyway and retention deletes the row.
     """
-    leeway = timedelta(seconds=runtime.settings.signing.leeway_seconds)
+    leeway = timedelta(seconds=leeway_seconds)
     try:
         expires_at = datetime.fromtimestamp(auth.claims.exp or 0, UTC) + leeway
     except (OverflowError, OSError, ValueError):  # an exp past year 9999
@@ -164,7 +166,7 @@ async def install(runtime: Runtime, session: AsyncSession, auth: LifecycleToken,
     if token_digest(payload.auth_token) in (installation.revoked_token_digests or ()):
         # Clockify issues a new token with every install; this one went with an uninstall.
         raise TokenInvalid("the installation token was revoked by an uninstall: a replayed INSTALLED")
-    if _installed_with(runtime, installation, payload):
+    if _installed_with(runtime.cipher, installation, payload):
         # Clockify sends INSTALLED once per installation: this is a retry or a replay of the one
         # we hold. Answered 2xx, and nothing changes: no status, settings, webhooks or jobs.
         log.info("lifecycle.installed_again", workspace_id=payload.workspace_id, status=installation.status)
@@ -243,13 +245,13 @@ async def _locked_installation(session: AsyncSession, workspace_id: str, addon_i
     return installation
 
 
-def _installed_with(runtime: Runtime, installation: Installation, payload: InstalledPayload) -> bool:
+def _installed_with(cipher: TokenCipher, installation: Installation, payload: InstalledPayload) -> bool:
     """Whether ``installation`` is the live one ``payload`` announces (same id, same token)."""
     return (
         installation.status != InstallationStatus.DELETED
         and installation.addon_id == payload.addon_id
         and installation.auth_token_encrypted is not None
-        and hmac.compare_digest(runtime.cipher.decrypt(installation.auth_token_encrypted), payload.auth_token)
+        and hmac.compare_digest(cipher.decrypt(installation.auth_token_encrypted), payload.auth_token)
     )
 
 
@@ -326,9 +328,7 @@ async def uninstall(runtime: Runtime, session: AsyncSession, auth: LifecycleToke
     log.info("lifecycle.deleted", workspace_id=workspace_id, retention_days=retention)
 
 
-async def change_status(
-    runtime: Runtime, session: AsyncSession, auth: LifecycleToken, payload: StatusChangedPayload
-) -> None:
+async def change_status(session: AsyncSession, auth: LifecycleToken, payload: StatusChangedPayload) -> None:
     installation = await _current_installation(session, auth, payload.workspace_id, payload.addon_id)
     previous = installation.status
     installation.status = payload.status
@@ -339,9 +339,7 @@ async def change_status(
     log.info("lifecycle.status_changed", workspace_id=payload.workspace_id, status=payload.status)
 
 
-async def update_settings(
-    runtime: Runtime, session: AsyncSession, auth: LifecycleToken, payload: SettingsUpdatedPayload
-) -> None:
+async def update_settings(session: AsyncSession, auth: LifecycleToken, payload: SettingsUpdatedPayload) -> None:
     installation = await _current_installation(session, auth, payload.workspace_id, payload.addon_id)
     ids = [s.id for s in payload.settings]
     if len(set(ids)) != len(ids):

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from clockify_core.catalog import EVENTS, Action
+from clockify_core.catalog import EVENTS, FREE_PLAN, Action
 from clockify_core.client import ClockifyApiError
 from clockify_core.errors import ClockifyError, RateLimited
 from clockify_core.installations.repository import get_installation, installation_api
@@ -63,8 +63,10 @@ class MirrorHandler:
             installation = await get_installation(session, event.workspace_id)
         if installation is None or not installation.auth_token_encrypted:
             return None
-        if policy == "auto" and installation.subscription_plan == "FREE":
-            return None  # 30 requests an hour are for sync, not for confirming webhooks
+        if policy == "auto" and installation.subscription_plan in (FREE_PLAN, None):
+            # 30 requests an hour are for sync, not for confirming webhooks; a plan not read
+            # yet (the first bootstrap has not reached it) may be Free.
+            return None
         try:
             api = installation_api(runtime, installation)
             data = await api.get_json(path, max_wait=0.0 if policy == "auto" else None)

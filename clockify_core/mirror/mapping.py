@@ -30,6 +30,9 @@ _DURATION = re.compile(
 )
 
 
+# isinstance(x, Mapping) goes through the ABC machinery; parsed JSON holds plain dicts, tried first.
+MAPPING = (dict, Mapping)
+
 # Column ranges: a value outside them is no real duration or amount, and would fail the write.
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
@@ -41,6 +44,8 @@ def _bounded(value: float, limit: int) -> int | None:
 
 def parse_duration(value: Any) -> int | None:
     """ISO-8601 duration (``PT1H30M``) or a number of seconds → whole seconds (None past 68 years)."""
+    if type(value) is str:  # the API's form, first: a pull parses one per entry
+        return _parse_duration_text(value)
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -67,6 +72,10 @@ def parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
     try:
+        if len(value) == 20 and value[19] == "Z" and value[10] == "T":
+            # Clockify's own yyyy-MM-ddThh:mm:ssZ, once per start and end of every entry a pull reads:
+            # Python 3.11 parses the Z itself (to UTC), which halves the cost of the general path.
+            return datetime.fromisoformat(value)
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         # "0001-01-01T00:00:00+05:00" parses, but lies before datetime.min in UTC.
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
@@ -84,8 +93,12 @@ def _bool(value: Any) -> bool | None:
 
 def _amount(value: Any) -> int | None:
     """Rates come as ``{"amount": 150, "currency": "USD"}``, a bare number, or null."""
-    if isinstance(value, Mapping):
+    if value is None:
+        return None
+    if isinstance(value, MAPPING):
         value = value.get("amount")
+    if type(value) is int:  # whole cents, the API's form
+        return value if -INT64_MAX <= value <= INT64_MAX else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return _bounded(value, INT64_MAX)
@@ -93,7 +106,7 @@ def _amount(value: Any) -> int | None:
 
 def _currency(*values: Any) -> str | None:
     for value in values:
-        if isinstance(value, Mapping) and isinstance(value.get("currency"), str):
+        if value is not None and isinstance(value, MAPPING) and isinstance(value.get("currency"), str):
             return str(value["currency"])[:8]
     return None
 
@@ -102,40 +115,57 @@ def _str_list(value: Any) -> list[str]:
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
-def _time_entry(body: Body) -> dict[str, Any]:
-    interval = body.get("timeInterval") if isinstance(body.get("timeInterval"), Mapping) else {}
-    assert isinstance(interval, Mapping)
-    start, end = parse_time(interval.get("start")), parse_time(interval.get("end"))
-    duration = parse_duration(interval.get("duration"))
+TIME_ENTRY_COLUMNS = (
+    "user_id", "project_id", "task_id", "description", "start_at", "end_at", "duration_seconds", "billable",
+    "is_locked", "type", "tag_ids", "hourly_rate", "cost_rate", "currency", "custom_fields",
+)
+_CUSTOM_KEYS = ("customFieldId", "name", "value")
+
+
+def time_entry_values(body: Body) -> tuple[Any, ...]:
+    """A time entry's typed columns, in :data:`TIME_ENTRY_COLUMNS` order.
+
+    A tuple, not a dict: a bootstrap maps about a million of these, and the bulk writer
+    puts them into COPY records as they are (:mod:`clockify_core.sync.bulk`).
+    """
+    get = body.get
+    interval = get("timeInterval")
+    if isinstance(interval, MAPPING):
+        start, end = parse_time(interval.get("start")), parse_time(interval.get("end"))
+        duration = parse_duration(interval.get("duration"))
+    else:
+        start = end = duration = None
     if duration is None and start and end:
         duration = _bounded((end - start).total_seconds(), INT32_MAX)
-    tag_ids = _str_list(body.get("tagIds"))
-    if "tagIds" not in body and isinstance(body.get("tags"), list):
+    tag_ids = _str_list(get("tagIds"))
+    if "tagIds" not in body and isinstance(get("tags"), list):
         tag_ids = [t["id"] for t in body["tags"] if isinstance(t, Mapping) and isinstance(t.get("id"), str)]
-    custom = [
-        {k: v for k, v in item.items() if k in ("customFieldId", "name", "value")}
-        for item in body.get("customFieldValues") or []
-        if isinstance(item, Mapping)
-    ]
-    return {
-        "user_id": _str(body.get("userId")),
-        "project_id": _str(body.get("projectId")),
-        "task_id": _str(body.get("taskId")),
-        "description": _str(body.get("description")),
-        "start_at": start,
-        "end_at": end,
-        "duration_seconds": duration,
-        "billable": _bool(body.get("billable")),
-        "is_locked": _bool(body.get("isLocked")),
+    custom = get("customFieldValues")
+    hourly, cost = get("hourlyRate"), get("costRate")
+    return (
+        _str(get("userId")),
+        _str(get("projectId")),
+        _str(get("taskId")),
+        _str(get("description")),
+        start,
+        end,
+        duration,
+        _bool(get("billable")),
+        _bool(get("isLocked")),
         # Webhook bodies carry no type (docs/clockify.md#webhook-payloads): they predate break entries, so an
         # entry first seen through one is REGULAR until the API says otherwise.
-        "type": _str(body.get("type")) or "REGULAR",
-        "tag_ids": tag_ids,
-        "hourly_rate": _amount(body.get("hourlyRate")),
-        "cost_rate": _amount(body.get("costRate")),
-        "currency": _currency(body.get("hourlyRate"), body.get("costRate")),
-        "custom_fields": custom,
-    }
+        _str(get("type")) or "REGULAR",
+        tag_ids,
+        _amount(hourly),
+        _amount(cost),
+        _currency(hourly, cost),
+        [{k: v for k, v in item.items() if k in _CUSTOM_KEYS} for item in custom if isinstance(item, MAPPING)]
+        if custom else [],
+    )
+
+
+def _time_entry(body: Body) -> dict[str, Any]:
+    return dict(zip(TIME_ENTRY_COLUMNS, time_entry_values(body), strict=True))
 
 
 def _estimate_seconds(value: Any) -> int | None:
@@ -226,6 +256,10 @@ TYPED_COLUMNS: dict[str, Callable[[Body], dict[str, Any]]] = {
     "user": _user,
 }
 assert set(TYPED_COLUMNS) == TYPED_KINDS
+# Kinds whose typed columns also come as a tuple (column names, mapping), for bulk loads.
+TYPED_VALUES: dict[str, tuple[tuple[str, ...], Callable[[Body], tuple[Any, ...]]]] = {
+    "time_entry": (TIME_ENTRY_COLUMNS, time_entry_values),
+}
 
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
@@ -38,10 +38,25 @@ class ReplayResult(BaseModel):
     replayed: int
 
 
-@router.get("/installations", summary="Every installation this service knows")
-async def list_installations(_: OperatorDep, session: SessionDep) -> list[InstallationSummary]:
-    rows = (await session.execute(select(Installation).order_by(Installation.installed_at))).scalars()
-    return [InstallationSummary.model_validate(r, from_attributes=True) for r in rows]
+@router.get("/installations", summary="The installations this service knows, a page at a time")
+async def list_installations(
+    _: OperatorDep,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+    limit: int = Query(500, ge=1, le=5000),
+    after: str | None = Query(None, max_length=64, description="The last workspace id of the previous page"),
+) -> list[InstallationSummary]:
+    """By workspace id. A full page carries ``Link: <...>; rel="next"`` (RFC 8288) to the
+    next one, so a fleet of any size is listed in bounded pieces."""
+    stmt = select(Installation).order_by(Installation.workspace_id).limit(limit)
+    if after is not None:
+        stmt = stmt.where(Installation.workspace_id > after)
+    page = [InstallationSummary.model_validate(r, from_attributes=True) for r in (await session.execute(stmt)).scalars()]
+    if len(page) == limit:
+        following = request.url.include_query_params(limit=limit, after=page[-1].workspace_id)
+        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+    return page
 
 
 @router.get("/workspaces/{workspace_id}/status", summary="A workspace's status, as its admin sees it")

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, Table, delete, exists, select, tuple_, update
+from sqlalchemy import ColumnElement, Table, and_, delete, exists, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from clockify_core.config import RetentionConfig
 from clockify_core.db.base import utcnow
 from clockify_core.db.purge import workspace_tables
 from clockify_core.flows.models import FlowRun
@@ -48,8 +50,8 @@ class RetentionPass:
     complete: bool = True
 
 
-def _halted(runtime: Runtime, halt: asyncio.Event | None) -> bool:
-    return runtime.stop.is_set() or (halt is not None and halt.is_set())
+def _halted(stop: asyncio.Event, halt: asyncio.Event | None) -> bool:
+    return stop.is_set() or (halt is not None and halt.is_set())
 
 
 async def delete_in_batches(
@@ -74,7 +76,7 @@ async def delete_in_batches(
             runtime.metrics.retention_deleted.labels(label or table.name).inc(count)
         if count < batch:
             return removed, True
-        if _halted(runtime, halt):
+        if _halted(runtime.stop, halt):
             return removed, False
 
 
@@ -92,6 +94,28 @@ def _workspace_rows(table: Table, workspace_id: str, now: datetime) -> Condition
     return lambda: (table.c.workspace_id == workspace_id) & still_due
 
 
+DUE_PAGE = 200  # workspaces read per query: the due list is never held whole, however long
+
+
+async def _due_workspaces(sessions: async_sessionmaker[AsyncSession], now: datetime) -> AsyncIterator[str]:
+    """Uninstalled workspaces due for purging, oldest first, a page per short read."""
+    last: tuple[datetime | None, str] | None = None
+    while True:
+        stmt = select(Installation.purge_after, Installation.workspace_id).where(
+            Installation.status == InstallationStatus.DELETED, Installation.purge_after <= now
+        ).order_by(Installation.purge_after, Installation.workspace_id).limit(DUE_PAGE)
+        if last is not None:  # past the previous page (those whose purge failed stay due: skip them)
+            stmt = stmt.where(or_(Installation.purge_after > last[0], and_(
+                Installation.purge_after == last[0], Installation.workspace_id > last[1])))
+        async with sessions() as session:
+            page = (await session.execute(stmt)).all()
+        for _purge_after, workspace_id in page:
+            yield workspace_id
+        if len(page) < DUE_PAGE:
+            return
+        last = (page[-1][0], page[-1][1])
+
+
 async def purge_expired_workspaces(
     runtime: Runtime, now: datetime, *, halt: asyncio.Event | None = None
 ) -> tuple[int, bool]:
@@ -101,16 +125,8 @@ async def purge_expired_workspaces(
     cut short is picked up again by the next pass. A workspace whose purge fails is logged,
     counted and skipped (``observability/isolation.py``); the others are purged.
     """
-    async with runtime.sessions() as session:
-        due = (
-            await session.execute(
-                select(Installation.workspace_id).where(
-                    Installation.status == InstallationStatus.DELETED, Installation.purge_after <= now
-                ).order_by(Installation.purge_after, Installation.workspace_id)
-            )
-        ).scalars().all()
     removed = 0
-    for workspace_id in due:
+    async for workspace_id in _due_workspaces(runtime.sessions, now):
         try:
             count, done = await purge_workspace(runtime, workspace_id, now, halt=halt)
         except Exception as exc:
@@ -158,9 +174,8 @@ def _table(model: type[Any]) -> Table:
     return table
 
 
-def _windows(runtime: Runtime) -> list[tuple[str, Table, int, Callable[[datetime], Condition]]]:
+def _windows(config: RetentionConfig) -> list[tuple[str, Table, int, Callable[[datetime], Condition]]]:
     # Each predicate has an index of the same shape (alembic 2026_11_22_0006_retention_indexes).
-    config = runtime.settings.retention
     inbox, calls, runs, jobs = _table(InboxEvent), _table(ApiCall), _table(FlowRun), _table(Job)
     finished = [JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED]
     return [
@@ -179,7 +194,7 @@ async def retention_pass(runtime: Runtime, *, now: datetime | None = None, halt:
     """One pass over every table with a window and every workspace due for purging."""
     now = now or utcnow()
     outcome = RetentionPass()
-    for label, table, days, condition in _windows(runtime):
+    for label, table, days, condition in _windows(runtime.settings.retention):
         cutoff = _older(days, now)
         if cutoff is None:
             continue
@@ -244,8 +259,8 @@ async def _lead_pass(runtime: Runtime, now: datetime) -> RetentionPass:
         await renewer
 
 
-async def _round_due(runtime: Runtime, now: datetime) -> bool:
-    async with runtime.sessions() as session:
+async def _round_due(sessions: async_sessionmaker[AsyncSession], now: datetime) -> bool:
+    async with sessions() as session:
         marker = await lease_holder(session, ROUND_MARKER)
     return marker is None or marker.expires_at <= now
 
@@ -267,7 +282,7 @@ async def retention_loop(runtime: Runtime, stop: asyncio.Event) -> None:
             now = utcnow()
             async with runtime.sessions.begin() as session:
                 leader = await take_lease(session, RETENTION_LEASE, runtime.instance_id, seconds=config.lease_seconds)
-            if leader and await _round_due(runtime, now):
+            if leader and await _round_due(runtime.sessions, now):
                 outcome = await _lead_pass(runtime, now)
                 if outcome.complete:
                     await _close_round(runtime, now)

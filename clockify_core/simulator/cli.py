@@ -96,6 +96,8 @@ def serve(
     free_fraction: Annotated[float, typer.Option(help="With --fleet: share of workspaces on the Free plan")] = 0.3,
     large_fraction: Annotated[float, typer.Option(help="With --fleet: share of workspaces of the full scale")] = 0.01,
     small_max_entries: Annotated[int, typer.Option(help="With --fleet: entries of the largest small workspace")] = 1000,
+    prerender: Annotated[bool, typer.Option(help="Render every time entry once at start and serve time-entry and "
+                                                 "detailed-report pages from those bytes (benchmarks)")] = False,
 ) -> None:
     """Serve the API (/api), reports (/reports), add-on endpoints (/api/addon) and control (/__sim)."""
     from clockify_core.simulator.server import serve as run
@@ -109,6 +111,7 @@ def serve(
                             small_max_entries=small_max_entries) if fleet else None,
         rate_limit=RateLimitSettings(plan=plan, rate=rate, burst=max(1, int(rate))),
         faults=FaultSettings(error_rate=error_rate, latency_ms=latency_ms, drop_rate=drop_rate, seed=seed),
+        prerender=prerender,
     )
     busy = port_in_use(host, port) if port else None
     if busy:

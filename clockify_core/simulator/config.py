@@ -114,6 +114,10 @@ class SimulatorConfig(BaseModel):
     addon_webhook_cap: int = Field(10, ge=0, description="Most webhooks a manifest may declare (10 or 20 in Clockify's docs)")
     max_page_size: int = 5000
     max_report_page_size: int = 1000
+    prerender: bool = Field(
+        False, description="Serve time-entry and detailed-report pages from each entry's JSON rendered once "
+        "(simulator/prerender.py): the simulator's CPU per entry near zero, as Clockify's is to the add-on's machine",
+    )
 
     @property
     def base_url(self) -> str:

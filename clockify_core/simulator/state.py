@@ -30,6 +30,7 @@ from clockify_core.simulator.generate import fleet_member, generate_workspace
 from clockify_core.simulator.marketplace import Marketplace
 from clockify_core.simulator.model import Workspace, ts
 from clockify_core.simulator.ops import Operations
+from clockify_core.simulator.prerender import Prerendered, prerender
 from clockify_core.simulator.quota import RollingWindow
 from clockify_core.simulator.traffic import TrafficRunner
 
@@ -103,6 +104,9 @@ class Simulator:
         # Per workspace, unbounded by time (the log above keeps only the latest requests).
         self.requests_by_workspace: Counter[str] = Counter()
         self.throttled_by_workspace: Counter[str] = Counter()
+        # Events emitted per workspace: every write through the API or the control plane moves it.
+        self.revisions: Counter[str] = Counter()
+        self.prerendered: dict[str, Prerendered] = {}  # --prerender (simulator/prerender.py)
         self._transport = transport
         self._mounts = dict(mounts or {})
         self._http: httpx.AsyncClient | None = None
@@ -123,6 +127,9 @@ class Simulator:
             self.workspaces[ws.id] = ws
             for uid, key in ws.api_keys.items():
                 self.tokens.add(key, Principal("api_key", ws.id, uid, role="OWNER" if uid == ws.owner_id else "USER"))
+        self.prerendered = {}
+        if self.config.prerender:
+            prerender(self)
 
     def workspace(self, workspace_id: str | None = None) -> Workspace:
         if workspace_id is None:
@@ -187,6 +194,7 @@ class Simulator:
         """Deliver ``body`` for ``event`` to every subscriber; returns how many were queued."""
         targets = self.targets(ws.id, event, body)
         self.stats[f"event.{event}"] += 1
+        self.revisions[ws.id] += 1
         if not targets:
             return 0
         return len(self.delivery.enqueue(event, ws.id, orjson.dumps(body), targets))

@@ -33,7 +33,7 @@ from sqlalchemy import JSON, Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clockify_core.db.base import utcnow
-from clockify_core.mirror.mapping import row_values
+from clockify_core.mirror.mapping import TYPED_VALUES, row_values
 from clockify_core.mirror.writer import MirrorWriter, table_for
 from clockify_core.observability.metrics import Metrics
 from clockify_core.payloads import entity_id
@@ -47,14 +47,26 @@ _SQLITE_PARAMS = 32_000
 _ID_CHUNK = 5_000  # ids per IN list, well under any driver's parameter limit
 
 
+# Bookkeeping columns of a COPY record built from a tuple mapping, after the typed ones.
+_TAIL = ("workspace_id", "id", "raw", "written_at", "written_by", "last_event", "deleted_at")
+
+
 class _PgTable:
     """Column order, JSON columns and the two statements for one target table."""
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, kind: str) -> None:
         self.table = table
-        self.columns = [c.name for c in table.columns]
-        self.json = frozenset(c.name for c in table.columns if isinstance(c.type, JSON))
-        self.plan = [(c, c in self.json) for c in self.columns]
+        self.kind = kind
+        json = frozenset(c.name for c in table.columns if isinstance(c.type, JSON))
+        typed = TYPED_VALUES.get(kind)
+        self.values = typed[1] if typed else None
+        if typed is None:
+            self.columns = [c.name for c in table.columns]
+        else:
+            self.columns = [*typed[0], *_TAIL]
+            assert sorted(self.columns) == sorted(c.name for c in table.columns), table.name
+        self.json_at = tuple(i for i, c in enumerate(typed[0] if typed else ()) if c in json)
+        self.plan = [(c, c in json) for c in self.columns]
         keys = [c.name for c in table.primary_key.columns]
         self.stage = f"sync_stage_{table.name}"
         cols = ", ".join(f'"{c}"' for c in self.columns)
@@ -69,19 +81,46 @@ class _PgTable:
             f'ON CONFLICT ({", ".join(keys)}) DO UPDATE SET {updates}'
         )
 
-    def record(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
-        get, dumps = row.get, orjson.dumps
-        return tuple([dumps(get(c)).decode() if is_json else get(c) for c, is_json in self.plan])
+    def records(
+        self, workspace_id: str, bodies: Sequence[Body], *, written_by: str, now: datetime
+    ) -> dict[str, tuple[Any, ...]]:
+        """COPY records keyed by id (bodies without one dropped; a later copy of an id wins)."""
+        dumps, kind = orjson.dumps, self.kind
+        out: dict[str, tuple[Any, ...]] = {}
+        values = self.values
+        if values is None:
+            plan = self.plan
+            for body in bodies:
+                row_id = entity_id(kind, body)
+                if row_id is not None:
+                    row = row_values(kind, workspace_id, row_id, body)
+                    row.update(written_at=now, written_by=written_by, last_event=None, deleted_at=None)
+                    out[row_id] = tuple([dumps(row.get(c)).decode() if is_json else row.get(c) for c, is_json in plan])
+            return out
+        # The tuple mapping: no intermediate dict per row, the body's JSON dumped once as ``raw``.
+        json_at = self.json_at
+        for body in bodies:
+            row_id = body.get("id")
+            if type(row_id) is not str or not row_id:  # the API's own id first; entity_id knows the rest
+                row_id = entity_id(kind, body)
+                if row_id is None:
+                    continue
+            typed = list(values(body))
+            for i in json_at:
+                value = typed[i]
+                typed[i] = "[]" if value == [] else dumps(value).decode()
+            raw = dumps(body if type(body) is dict else dict(body)).decode()
+            out[row_id] = (*typed, workspace_id, row_id, raw, now, written_by, None, None)
+        return out
 
 
 _PG_TABLES: dict[str, _PgTable] = {}
 
 
 def _pg_table(kind: str) -> _PgTable:
-    table = table_for(kind)
-    found = _PG_TABLES.get(table.name)
+    found = _PG_TABLES.get(kind)
     if found is None:
-        found = _PG_TABLES[table.name] = _PgTable(table)
+        found = _PG_TABLES[kind] = _PgTable(table_for(kind), kind)
     return found
 
 
@@ -130,14 +169,7 @@ class BulkWriter:
                 if row_id is not None:
                     prepared[row_id] = body
             return prepared
-        record = _pg_table(kind).record
-        for body in bodies:
-            row_id = entity_id(kind, body)
-            if row_id is not None:
-                row = row_values(kind, workspace_id, row_id, body)
-                row.update(written_at=now, written_by=written_by, last_event=None, deleted_at=None)
-                prepared[row_id] = record(row)
-        return prepared
+        return _pg_table(kind).records(workspace_id, bodies, written_by=written_by, now=now)
 
     async def upsert(
         self, kind: str, workspace_id: str, bodies: Sequence[Body], *, written_by: str, now: datetime | None = None

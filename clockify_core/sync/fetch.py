@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -27,7 +27,7 @@ from clockify_core.client import (
     is_last_page,
 )
 from clockify_core.config import HttpClientConfig, SyncConfig
-from clockify_core.payloads import loads_without_nul
+from clockify_core.payloads import gc_paused, loads_without_nul
 from clockify_core.sync.progress import Progress
 
 log = structlog.get_logger(__name__)
@@ -74,9 +74,11 @@ class Fetcher:
 
     async def call(
         self, method: str, path: str, *, api: ApiKind = "api", params: Mapping[str, Any] | None = None,
-        json: Any = None,
+        json: Any = None, parse: bool = True,
     ) -> tuple[Any, httpx.Response]:
-        """One request, retried while transient; returns the parsed body and the response."""
+        """One request, retried while transient; returns the parsed body (None without ``parse``:
+        the caller reads it with :func:`parse_body`) and the response. A body that is not JSON
+        is final, not retried."""
         attempt = 1
         while True:
             try:
@@ -86,8 +88,7 @@ class Fetcher:
                         method, path, api=api, params=params, json=json, idempotent=True, max_wait=self.max_wait,
                     )
                     ensure_success(response)
-                    body = loads_without_nul(response.content) if response.content.strip() else None
-                return body, response
+                break
             except ClockifyApiError as exc:
                 if not transient(exc) or attempt >= self.config.page_attempts:
                     raise
@@ -97,11 +98,7 @@ class Fetcher:
                          attempt=attempt, delay=round(delay, 3))
                 await asyncio.sleep(delay)
                 attempt += 1
-            except orjson.JSONDecodeError as exc:
-                raise ClockifyApiError(
-                    f"Clockify answered {method} {path} with a body that is not JSON",
-                    status_code=None, method=method, url=path,
-                ) from exc
+        return parse_body(method, path, response) if parse else None, response
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.http.backoff_max, self.http.backoff_base * 2.0 ** (attempt - 1))
@@ -115,19 +112,38 @@ class Fetcher:
         self, path: str, page: int, size: int, *, api: ApiKind = "api", params: Mapping[str, Any] | None = None,
         size_param: str = "page-size", items_path: tuple[str, ...] = (), strict: bool = False,
     ) -> tuple[list[dict[str, Any]], bool]:
-        """One page of a GET list: its items and whether it is the last.
+        """One page of a GET list: its items and whether it is the last (:meth:`page_into`)."""
+        items: list[dict[str, Any]] = []
+        _, last = await self.page_into(items.extend, path, page, size, api=api, params=params,
+                                       size_param=size_param, items_path=items_path, strict=strict)
+        return items, last
 
+    async def page_into(
+        self, take: Callable[[list[dict[str, Any]]], None], path: str, page: int, size: int, *,
+        api: ApiKind = "api", params: Mapping[str, Any] | None = None, size_param: str = "page-size",
+        items_path: tuple[str, ...] = (), strict: bool = False,
+    ) -> tuple[int, bool]:
+        """One page of a GET list, its items handed to ``take`` as soon as they are parsed:
+        how many there were and whether it is the last.
+
+        The parsed page lives only while ``take`` runs (:meth:`Sink.take` keeps COPY records,
+        not the JSON), and the collector is paused meanwhile (:func:`gc_paused`).
         ``strict``: a body without a list at ``items_path`` raises :class:`UnexpectedBody`
         instead of counting as an empty last page (which a complete listing would tombstone on).
         """
         query = {**(params or {}), "page": page, size_param: size}
-        body, response = await self.call("GET", path, api=api, params=query)
-        if strict and not isinstance(dig_raw(body, items_path), list):
-            raise UnexpectedBody(f"Clockify answered GET {path} without the list of items",
-                                 status_code=response.status_code, method="GET", url=path)
-        items = dig(body, items_path)
-        self.progress.page(len(items))
-        return items, is_last_page(response, len(items), size)
+        _, response = await self.call("GET", path, api=api, params=query, parse=False)
+        with gc_paused():
+            body = parse_body("GET", path, response)
+            if strict and not isinstance(dig_raw(body, items_path), list):
+                raise UnexpectedBody(f"Clockify answered GET {path} without the list of items",
+                                     status_code=response.status_code, method="GET", url=path)
+            items = dig(body, items_path)
+            count = len(items)
+            take(items)
+            del body, items
+        self.progress.page(count)
+        return count, is_last_page(response, count, size)
 
     async def pages(
         self, path: str, size: int | None, *, api: ApiKind = "api", params: Mapping[str, Any] | None = None,
@@ -148,6 +164,17 @@ class Fetcher:
             if last:
                 return
             number += 1
+
+
+def parse_body(method: str, path: str, response: httpx.Response) -> Any:
+    """The JSON of a successful answer (None when empty), without NUL characters."""
+    try:
+        return loads_without_nul(response.content) if response.content.strip() else None
+    except orjson.JSONDecodeError as exc:
+        raise ClockifyApiError(
+            f"Clockify answered {method} {path} with a body that is not JSON",
+            status_code=None, method=method, url=path,
+        ) from exc
 
 
 def dig_raw(body: Any, path: tuple[str, ...]) -> Any:

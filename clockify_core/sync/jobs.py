@@ -10,7 +10,9 @@ cursor and go back to the queue (:func:`~clockify_core.sync.run.give_back`), so 
 workspaces' jobs are claimed in between (docs/sync.md, "Fairness"). Bootstrap mirrors
 the recent ``sync.bootstrap_days`` first, then queues a backfill of the whole history
 (the ``history_months`` setting caps it), which the queue runs after every other
-workspace's bootstraps and syncs.
+workspace's bootstraps and syncs. On the Free plan the time windows are years
+(:meth:`~clockify_core.sync.run.Pull.window`: its budget is counted in requests), unless a
+backfill's parameters name a window (the bootstrap queues its history with the window it used).
 """
 
 from __future__ import annotations
@@ -151,13 +153,14 @@ async def _bootstrap(pull: Pull) -> None:
     done = set(cursor.get("done", []))
     until = first_start + timedelta(days=1)  # entries dated ahead of today are mirrored too
     since = floor_to(first_start - timedelta(days=config.bootstrap_days), "day")
-    n_windows = len(windows(since, until, config.backfill_window)) if pull.syncs_time_entries else 0
     steps = 1 + len(endpoints)
 
     if "workspace" not in done:
-        await pull_workspace(pull)
+        await pull_workspace(pull)  # first: it learns the plan, and with it the budget and windows
         done.add("workspace")
         await ctx.checkpoint({**ctx.cursor, "done": sorted(done)})
+    unit = pull.window(config.backfill_window)
+    n_windows = len(windows(since, until, unit)) if pull.syncs_time_entries else 0
 
     async def finished(endpoint: Any) -> None:
         done.add(endpoint.kind)
@@ -172,7 +175,7 @@ async def _bootstrap(pull: Pull) -> None:
         # Running timers first: a window listing that leaves them out (Clockify's report may)
         # must not tombstone rows written after the run began.
         await pull.time_entries().running()
-        complete = await _pull_windows(pull, since, until, config.backfill_window, cursor_key="te_done_until",
+        complete = await _pull_windows(pull, since, until, unit, cursor_key="te_done_until",
                                        done_before=steps, total_before=steps, started=started)
         ctx.report(time_entry_seconds=round(time.monotonic() - phase, 3))
         if not complete:
@@ -193,7 +196,7 @@ async def _bootstrap(pull: Pull) -> None:
     )
     if not complete:  # the slice ended inside the time entries: the next claim goes on
         await give_back(pull.runtime, ctx)
-    history = history_backfill(pull.installation.settings, first_start, since, config.backfill_window)
+    history = history_backfill(pull.installation.settings, first_start, since, unit)
     if not config.history_backfill and "since" not in (history or {}):
         history = None  # switched off for the deployment: only a cap the workspace set is fetched
     if pull.syncs_time_entries and history is not None and not ctx.cursor.get("backfill_queued"):
@@ -280,7 +283,7 @@ async def incremental(pull: Pull) -> None:
     # them out (Clockify's report may) cannot tombstone them.
     running = await puller.running()
     rows = tombstoned = 0
-    for window_start, window_end in windows(low, high, "month"):
+    for window_start, window_end in windows(low, high, pull.window("month")):
         result = await puller.pull(window_start, window_end, run_started=run_started)
         rows, tombstoned = rows + result.rows, tombstoned + result.tombstoned
     dirty = await puller.stale_running(running, before=low)
@@ -324,7 +327,7 @@ async def _backfill(pull: Pull) -> None:
         until_param = _time(ctx.params.get("until"))
         await ctx.checkpoint({**ctx.cursor, "until": (until_param or pull.started + timedelta(days=1)).isoformat()})
     until = _time(ctx.cursor["until"]) or pull.started
-    unit = ctx.params.get("window") or pull.config.backfill_window
+    unit = ctx.params.get("window") or pull.window(pull.config.backfill_window)
     if unit not in ("day", "week", "month", "year"):
         raise BadParams(f"unknown window {unit!r}")
     if not await _pull_windows(pull, since, until, unit, cursor_key="done_until"):
@@ -347,7 +350,7 @@ async def _walk_back(pull: Pull) -> None:
     until = _time(ctx.params.get("until"))
     if until is None or until < EARLIEST:
         raise BadParams(f"a history backfill needs params.until, not before {EARLIEST.date().isoformat()}")
-    unit = ctx.params.get("window") or config.backfill_window
+    unit = ctx.params.get("window") or pull.window(config.backfill_window)
     if unit not in ("day", "week", "month", "year"):
         raise BadParams(f"unknown window {unit!r}")
     reached = _time(ctx.cursor.get("reached")) or until

@@ -45,13 +45,28 @@ def plan_of(record: dict[str, Any]) -> str | None:
 
 
 async def pull_workspace(pull: Pull) -> None:
-    """Store the workspace record (``entities`` kind ``workspace``) and learn its plan."""
+    """Store the workspace record (``entities`` kind ``workspace``) and learn its plan.
+
+    This is a bootstrap's first request, so no request of a Free-plan workspace escapes its
+    budget: while the plan is unknown the read is spent on the Free budget (a fresh bucket
+    grants it at once, so a paid workspace loses nothing), and the pull's further requests
+    on the budget of the plan it reads (still unknown, e.g. an unreadable record: paid).
+    """
     operation = workspace_endpoint(pull.runtime.profile)
     if operation is None:
         return
     pull.progress.step("workspace")
+    if pull.installation.subscription_plan is None:
+        pull.spend_on(FREE_PLAN)
     try:
-        record = await pull.fetcher.get(operation.format_path({"workspaceId": pull.workspace_id}))
+        await _read_workspace(pull, operation.format_path({"workspaceId": pull.workspace_id}))
+    finally:
+        pull.spend_on(pull.installation.subscription_plan)
+
+
+async def _read_workspace(pull: Pull, path: str) -> None:
+    try:
+        record = await pull.fetcher.get(path)
     except ClockifyApiError as exc:
         if not unavailable(exc):
             raise

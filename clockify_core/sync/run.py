@@ -2,7 +2,8 @@
 
 :func:`guarded` wraps a job body. It loads the installation (an inactive or removed
 one ends the job quietly), builds the client (whose rate budget follows the
-installation's plan, :func:`~clockify_core.installations.repository.installation_api`), and
+installation's plan, :func:`~clockify_core.installations.repository.installation_api`;
+a bootstrap's first request learns the plan and switches it, :meth:`Pull.spend_on`), and
 afterwards records the outcome on the workspace's ``sync_state`` row:
 
 * success clears failures and parking;
@@ -40,7 +41,7 @@ from clockify_core.db.dialect import is_postgres
 from clockify_core.db.failures import describe_failure
 from clockify_core.errors import RateLimited, UpstreamError
 from clockify_core.installations.models import Installation, InstallationStatus
-from clockify_core.installations.repository import get_installation, installation_api
+from clockify_core.installations.repository import get_installation, installation_api, plan_limit
 from clockify_core.jobs import queue
 from clockify_core.jobs.models import JobKind, JobStatus
 from clockify_core.jobs.worker import JobContext, JobLost
@@ -49,7 +50,7 @@ from clockify_core.sync import state
 from clockify_core.sync.bulk import BulkWriter
 from clockify_core.sync.fetch import Fetcher
 from clockify_core.sync.progress import Progress
-from clockify_core.sync.timeentries import TimeEntryPuller
+from clockify_core.sync.timeentries import TimeEntryPuller, Window
 
 log = structlog.get_logger(__name__)
 
@@ -84,6 +85,16 @@ class Pull:
     @property
     def free_plan(self) -> bool:
         return self.installation.subscription_plan == FREE_PLAN
+
+    def spend_on(self, plan: str | None) -> None:
+        """Send this pull's further requests on ``plan``'s rate budget (the one
+        :func:`~clockify_core.installations.repository.installation_api` gives that plan)."""
+        self.api.rate_limit = plan_limit(self.runtime.settings.rate_limit, plan)
+
+    def window(self, unit: Window) -> Window:
+        """``unit``, or a year on the Free plan: the widest report Clockify serves it
+        (docs/clockify.md, "Reports"), so ten years of history cost ten requests, not 120."""
+        return "year" if self.free_plan else unit
 
     @property
     def syncs_time_entries(self) -> bool:

@@ -10,7 +10,8 @@ A *range pull* lists every entry whose start lies in ``[start, end)`` and writes
 
 With ``time_entry_source = "auto"`` a range is read per user, which costs less CPU per
 entry (docs/benchmarks.md), unless requests are what binds (:func:`choose_source`): on
-the Free plan (30 requests an hour) it is the report, and on paid plans the report's
+the Free plan (30 requests an hour) it is the report, in ranges of up to a year (the
+widest a Free plan's report may cover), and on paid plans the report's
 first page gives the range's count and the report goes on when per-user listing would
 need ``sync.report_request_ratio`` times its requests (many users, few entries each).
 Without the ``REPORTS_READ`` scope (or a reports URL) it is per user.
@@ -51,6 +52,8 @@ USER_PATH = "/v1/workspaces/{workspace}/user/{user}/time-entries"
 RUNNING_PATH = "/v1/workspaces/{workspace}/time-entries/status/in-progress"
 FEED_PATH = "/v1/workspaces/{workspace}/entities/{which}"
 RUNNING_PAGE_MAX = 1000  # the in-progress list's documented maximum
+# The longest range a Free-plan workspace's report may cover (docs/clockify.md, "Reports").
+FREE_REPORT_SPAN = timedelta(days=366)
 
 
 Source = Literal["report", "user"]
@@ -206,7 +209,20 @@ class TimeEntryPuller:
         return config.page_size >= config.report_page_size and len(await self.user_ids()) < config.report_request_ratio
 
     async def _report(self, sink: Sink, start: datetime, end: datetime, *, decide: bool) -> bool:
-        """Pull through the report; False when ``decide`` finds per user cheaper (page 1 is written)."""
+        """Pull through the report; False when ``decide`` finds per user cheaper (page 1 is written).
+
+        On the Free plan (where ``decide`` is off) a range longer than :data:`FREE_REPORT_SPAN`,
+        such as a history backfill's gap step, is read in spans of that length.
+        """
+        if not self.free_plan:
+            return await self._report_range(sink, start, end, decide=decide)
+        while start < end:
+            stop = min(start + FREE_REPORT_SPAN, end)
+            await self._report_range(sink, start, stop, decide=False)
+            start = stop
+        return True
+
+    async def _report_range(self, sink: Sink, start: datetime, end: datetime, *, decide: bool) -> bool:
         size = self.config.report_page_size
         path = REPORT_PATH.format(workspace=self.workspace_id)
         base = {
@@ -271,9 +287,8 @@ class TimeEntryPuller:
             number, last = 1, False
             try:
                 while not last:
-                    items, last = await self.fetcher.page(path, number, size, params=params, strict=True)
-                    sink.take(items)
-                    del items  # freed before waiting for the writers
+                    # Parsed straight into COPY records: the page's JSON is gone before the wait.
+                    _, last = await self.fetcher.page_into(sink.take, path, number, size, params=params, strict=True)
                     await sink.ready()
                     number += 1
             except ClockifyApiError as exc:

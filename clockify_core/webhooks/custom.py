@@ -26,7 +26,7 @@ from clockify_core.errors import ClockifyError, ConfigurationError, MalformedBod
 from clockify_core.installations.limits import reserve_slot
 from clockify_core.installations.models import Installation, InstallationStatus
 from clockify_core.payloads import without_nul
-from clockify_core.runtime import Runtime
+from clockify_core.security.crypto import TokenCipher
 from clockify_core.security.hmac import (
     ID_HEADER,
     SIGNATURE_HEADER,
@@ -94,24 +94,24 @@ class CustomAck(BaseModel):
     id: int | None = None
 
 
-def _read(source: CustomWebhookSource, runtime: Runtime) -> SourceRead:
+def _read(source: CustomWebhookSource, base_url: str) -> SourceRead:
     return SourceRead(
         id=source.id,
         name=source.name,
-        url=f"{runtime.settings.base_url.rstrip('/')}/webhooks/custom/{source.id}",
+        url=f"{base_url.rstrip('/')}/webhooks/custom/{source.id}",
         tolerance_seconds=source.tolerance_seconds,
         enabled=source.enabled,
         created_at=source.created_at,
     )
 
 
-def _secrets(runtime: Runtime, source: CustomWebhookSource) -> list[str]:
-    data = orjson.loads(runtime.cipher.decrypt(source.secrets_encrypted))
+def _secrets(cipher: TokenCipher, source: CustomWebhookSource) -> list[str]:
+    data = orjson.loads(cipher.decrypt(source.secrets_encrypted))
     return [str(s) for s in data]
 
 
-def _store_secrets(runtime: Runtime, values: list[str]) -> str:
-    return runtime.cipher.encrypt(orjson.dumps(values[-ACTIVE_SECRETS:]).decode())
+def _store_secrets(cipher: TokenCipher, values: list[str]) -> str:
+    return cipher.encrypt(orjson.dumps(values[-ACTIVE_SECRETS:]).decode())
 
 
 manage = APIRouter(prefix="/api/custom-sources", tags=["custom webhooks"])
@@ -133,7 +133,7 @@ async def list_sources(
         .where(CustomWebhookSource.workspace_id == user.workspace_id)
         .order_by(CustomWebhookSource.created_at)
     )
-    return [_read(s, runtime) for s in rows.scalars()]
+    return [_read(s, runtime.settings.base_url) for s in rows.scalars()]
 
 
 @manage.post(
@@ -151,14 +151,14 @@ async def create_source(
         id=uuid.uuid4().hex,
         workspace_id=user.workspace_id,
         name=body.name,
-        secrets_encrypted=_store_secrets(runtime, [secret]),
+        secrets_encrypted=_store_secrets(runtime.cipher, [secret]),
         tolerance_seconds=body.tolerance_seconds,
         enabled=True,
         settings={"quota": body.quota.model_dump(exclude_none=True)} if body.quota else {},
     )
     session.add(source)
     await session.flush()
-    return SourceWithSecret(**_read(source, runtime).model_dump(), secret=secret)
+    return SourceWithSecret(**_read(source, runtime.settings.base_url).model_dump(), secret=secret)
 
 
 @manage.post(
@@ -170,8 +170,8 @@ async def rotate_secret(
 ) -> SourceWithSecret:
     source = await _owned(session, user, source_id)
     secret = generate_secret()
-    source.secrets_encrypted = _store_secrets(runtime, [*_secrets(runtime, source), secret])
-    return SourceWithSecret(**_read(source, runtime).model_dump(), secret=secret)
+    source.secrets_encrypted = _store_secrets(runtime.cipher, [*_secrets(runtime.cipher, source), secret])
+    return SourceWithSecret(**_read(source, runtime.settings.base_url).model_dump(), secret=secret)
 
 
 @manage.get("/{source_id}/quota", summary="The source's rate and size quota (its own values, else the defaults)")
@@ -241,7 +241,7 @@ async def receive_custom(
         limits = effective_quota(runtime.settings.webhooks, stored_quota(source.settings))
         body = await read_body(request, limits.max_body_bytes)
         verified = HmacVerifier(
-            _secrets(runtime, source), tolerance_seconds=source.tolerance_seconds
+            _secrets(runtime.cipher, source), tolerance_seconds=source.tolerance_seconds
         ).verify(
             body,
             webhook_id=single_header(request, ID_HEADER),

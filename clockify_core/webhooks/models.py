@@ -24,6 +24,7 @@ class EventSource(StrEnum):
     CUSTOM = "custom"
 
 
+_UNFINISHED = text("status IN ('PENDING', 'PROCESSING')")
 _DONE = text("status = 'DONE'")
 _DEAD = text("status = 'DEAD'")
 
@@ -31,7 +32,9 @@ _DEAD = text("status = 'DEAD'")
 class InboxEvent(Base):
     __tablename__ = "inbox_events"
     __table_args__ = (
-        Index(None, "status", "next_attempt_at"),
+        # A claim reads the unfinished events in id order and stops at its batch size, however
+        # long the backlog (migration 0011).
+        Index("ix_inbox_events_unfinished_id", "id", postgresql_where=_UNFINISHED, sqlite_where=_UNFINISHED),
         Index(None, "workspace_id", "received_at"),
         # Workers apply the events of one entity in arrival order; this finds earlier ones.
         Index(None, "workspace_id", "entity_key", "id"),

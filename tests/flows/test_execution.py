@@ -260,7 +260,7 @@ async def _loop_guard_scenario(uw: AddonHarness, simulator: InProcessSimulator) 
     assert _sim_entry(simulator, entry["id"])["description"] == "edited" + "+" * (depth + 1)
     assert not simulator.sim.delivery.pending
     # Once the marks expire (here: removed as housekeeping does), a person's edit starts a fresh chain.
-    assert await housekeeping(uw.runtime, now=utcnow() + timedelta(seconds=uw.settings.flows.loop_window_seconds + 1)) == 1
+    assert await housekeeping(uw.runtime.sessions, now=utcnow() + timedelta(seconds=uw.settings.flows.loop_window_seconds + 1)) == 1
     await owner_api(simulator, "PUT", f"/time-entries/{entry['id']}", json={
         "start": "2025-06-01T08:00:00Z", "end": "2025-06-01T18:30:00Z", "description": "again"})
     await settle(uw)

@@ -106,7 +106,7 @@ async def test_trigger_filters_event_types_and_unmatched_costs_no_rows(
     assert [(r.event_type, r.status) for r in tag_runs] == [("NEW_TAG", "SUCCEEDED")]
     # A non-match without record_unmatched writes no run, only counters.
     assert await runs_of(uw, quiet["id"]) == []
-    await flow_engine(uw.runtime).flush_counters(uw.runtime)
+    await flow_engine(uw.runtime).flush_counters(uw.runtime.sessions)
     async with uw.runtime.sessions() as session:
         flow = await session.get(Flow, quiet["id"])
         assert flow is not None

@@ -89,7 +89,8 @@ async def test_immediate_and_retention_purges_remove_the_same_rows(
         if retention_days:
             async with addon.runtime.sessions() as s:
                 installation = await s.get(Installation, addon.workspace_id)
-                assert installation is not None and installation.purge_after is not None
+                assert installation is not None
+                assert installation.purge_after is not None
                 due = installation.purge_after + timedelta(seconds=1)
             await run_retention(addon.runtime, now=due)
 

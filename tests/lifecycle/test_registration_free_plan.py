@@ -32,6 +32,7 @@ SYNC = {"bootstrap_days": 400, "backfill_window": "year", "history_backfill": Fa
 SIM_FREE_PER_HOUR = 100
 # Free budget of 10 an hour: the limiter's bucket holds 1 (a tenth), then 1 every 400 s.
 FREE_PER_HOUR = 10
+BOOTSTRAP_PER_HOUR = 1000  # a bucket of 100: the whole Free bootstrap at once
 MAX_ATTEMPTS = 2
 
 
@@ -102,12 +103,31 @@ async def test_free_registration_defers_on_its_budget_while_a_paid_workspace_onb
         assert len(clockify_hooks(simulator, paid_ws.id)) == len(ALL_EVENTS) - 10
         assert len(await active_runtime_events(addon, paid_ws.id)) == len(ALL_EVENTS) - 10
 
-        # The Free workspace: bootstrapped (its first request read the plan); registration found the
-        # workspace's budget spent by the bootstrap and went back to the queue.
+        # The Free workspace: the bootstrap's first request read the plan, on the Free budget (the plan
+        # was not known yet), and spent the bucket's one request; the bootstrap went back to the queue.
         async with addon.runtime.sessions() as s:
             installation = await s.get(Installation, free_ws.id)
             assert installation is not None
             assert installation.subscription_plan == "FREE"
+        free_jobs = await jobs_of(addon, free_ws.id)
+        assert_deferred(free_jobs[JobKind.BOOTSTRAP])
+        assert (await sim_stats(simulator))["requestsByWorkspace"][free_ws.id] == 1
+        assert not await active_runtime_events(addon, free_ws.id)
+
+        # An hour's budget large enough for the bootstrap (registration held back meanwhile), then the
+        # bucket of one again: registration spends it and goes back to the queue.
+        registration = free_jobs[JobKind.REGISTER_WEBHOOKS]
+        async with addon.runtime.sessions.begin() as s:
+            await s.execute(update(Job).where(Job.id == registration.id)
+                            .values(run_after=utcnow() + timedelta(hours=1)))
+        addon.runtime.settings.rate_limit.free_plan_per_hour = BOOTSTRAP_PER_HOUR
+        await addon.runtime.limiter.aclose()
+        await make_due(addon, free_jobs[JobKind.BOOTSTRAP].id)
+        await addon.process()
+        addon.runtime.settings.rate_limit.free_plan_per_hour = FREE_PER_HOUR
+        await addon.runtime.limiter.aclose()
+        await make_due(addon, registration.id)
+        await addon.process()
         free_jobs = await jobs_of(addon, free_ws.id)
         assert free_jobs[JobKind.BOOTSTRAP].status == JobStatus.DONE
         registration = free_jobs[JobKind.REGISTER_WEBHOOKS]

@@ -15,6 +15,7 @@ from clockify_core.db.base import utcnow
 from clockify_core.installations.models import Installation
 from clockify_core.mirror.models import TimeEntry
 from clockify_core.observability.metrics import Metrics
+from clockify_core.retention import service as retention_service
 from clockify_core.retention.service import retention_pass
 from clockify_core.runtime import Runtime, open_runtime
 from clockify_core.testing.faults import refused_for_workspace
@@ -67,3 +68,25 @@ async def test_a_workspace_the_database_will_not_purge_does_not_stop_the_others(
     assert await _entries(runtime, "stuck") == 0
     assert await _purge_after(runtime, "stuck") is None
     assert runtime.metrics.registry.get_sample_value("installation_loop_errors_total", {"loop": "retention"}) == 1
+
+
+async def test_the_due_list_is_read_a_page_at_a_time_past_the_ones_that_fail(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With pages of two, seven due workspaces (the first of them stuck, and two sharing one
+    ``purge_after``) are all reached in one pass: the stuck one stays due, the others go."""
+    monkeypatch.setattr(retention_service, "DUE_PAGE", 2)
+    now = utcnow()
+    names = [f"ws{n}" for n in range(7)]
+    async with runtime.sessions.begin() as s:
+        for n, ws in enumerate(names):
+            # ws3 and ws4 share one instant: the page boundary falls between equal keys.
+            due = now - timedelta(hours=10 - min(n, 3))
+            s.add(Installation(workspace_id=ws, addon_id=ws, status="DELETED", purge_after=due))
+            s.add(TimeEntry(workspace_id=ws, id="te", raw={}, written_by="sync"))
+    async with refused_for_workspace(runtime.engine, "time_entries", "ws0", "DELETE"):
+        outcome = await retention_pass(runtime, now=now)
+    assert outcome.complete
+    assert outcome.removed["uninstalled_workspaces"] == 6
+    assert [await _entries(runtime, ws) for ws in names] == [1, 0, 0, 0, 0, 0, 0]
+    assert await _purge_after(runtime, "ws0") is not None

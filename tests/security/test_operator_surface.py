@@ -110,6 +110,27 @@ async def test_the_key_opens_the_operator_api(service_name: str, stack: Stack) -
     assert jobs.status_code == 200, jobs.text
 
 
+@in_session_loop
+async def test_installations_are_listed_a_page_at_a_time(stack: Stack) -> None:
+    """A page of one carries a Link to the next; following the links lists every installation once."""
+    service = stack.services["clockify_addon"]
+    key = {"X-API-Key": OPERATOR_KEY}
+    everyone = (await service.client.get("/api/operator/installations", headers=key)).json()
+    assert len(everyone) >= 2
+    url: str | None = "/api/operator/installations?limit=1"
+    seen: list[str] = []
+    while url is not None:
+        page = await service.client.get(url, headers=key)
+        assert page.status_code == 200, page.text
+        assert len(page.json()) <= 1
+        seen += [i["workspace_id"] for i in page.json()]
+        url = page.links.get("next", {}).get("url")
+    assert seen == sorted(i["workspace_id"] for i in everyone)
+    refused = await service.client.get("/api/operator/installations?limit=0", headers=key)
+    assert refused.status_code == 422
+    assert refused.headers["content-type"].startswith("application/problem+json")
+
+
 async def test_without_a_configured_key_the_operator_api_is_off(pg_url: str) -> None:
     """No ``OPERATOR_API_KEY``: every operator route is a 403 saying so, whatever is sent."""
     create_app, settings_cls = SERVICES["clockify_addon"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Annotated, Any, TypeVar
 
@@ -159,10 +159,14 @@ def paged(items: Iterable[T], page: int, size: int) -> tuple[list[T], bool]:
     return window[:size], len(window) <= size
 
 
-def paged_response(items: Iterable[Any], page: int, size: int, render: Any = None) -> Response:
+def paged_response(items: Iterable[Any], page: int, size: int, render: Any = None, *,
+                   encoded: Callable[[list[Any]], bytes] | None = None) -> Response:
+    """A page of ``items``, each rendered by ``render``, or the whole page's JSON by ``encoded``."""
     chunk, last = paged(items, page, size)
-    body = [render(x) for x in chunk] if render else chunk
-    return json_response(body, headers={"Last-Page": "true" if last else "false"})
+    headers = {"Last-Page": "true" if last else "false"}
+    if encoded is not None:
+        return Response(encoded(chunk), media_type="application/json", headers=headers)
+    return json_response([render(x) for x in chunk] if render else chunk, headers=headers)
 
 
 def public(record: Mapping[str, Any]) -> dict[str, Any]:

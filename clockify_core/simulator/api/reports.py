@@ -17,7 +17,7 @@ from fastapi import APIRouter, Body
 from starlette.responses import Response
 
 from clockify_core.errors import BadRequest
-from clockify_core.simulator import render
+from clockify_core.simulator import prerender, render
 from clockify_core.simulator.api.deps import (
     SimDep,
     authorize,
@@ -35,6 +35,10 @@ router = APIRouter(prefix="/v1/workspaces/{workspaceId}/reports")
 # (workspace id, filter without paging, store version) -> matching rows and totals
 _CACHE: OrderedDict[tuple[str, bytes, int], tuple[array[int], dict[str, Any]]] = OrderedDict()
 _CACHE_SIZE = 8
+
+
+# The longest range a Free-plan workspace's report covers (docs/clockify.md, "Reports").
+FREE_PLAN_REPORT_SECONDS = 366 * 86400
 
 
 def _invalid(what: str) -> BadRequest:
@@ -68,6 +72,8 @@ def _select(ws: Workspace, f: dict[str, Any]) -> tuple[array[int], dict[str, Any
         low, high = parse_time(f["dateRangeStart"]), parse_time(f["dateRangeEnd"])
     except (KeyError, TypeError, ValueError) as exc:
         raise BadRequest("dateRangeStart and dateRangeEnd are required ISO dates", message="Invalid date range", code=501) from exc
+    if ws.plan == "free" and high - low > FREE_PLAN_REPORT_SECONDS:
+        raise BadRequest("A report on the Free plan covers at most 366 days", message="Invalid date range", code=501)
     lo, hi = store.by_start.span(low << 24, (high + 1) << 24)
     rows = store.by_start.rows[lo:hi]
     users, projects, clients = _ids(f.get("users")), _ids(f.get("projects")), _ids(f.get("clients"))
@@ -146,9 +152,12 @@ async def detailed_report(workspaceId: str, sim: SimDep, principal: Annotated[Pr
     ascending = str(body.get("sortOrder", "DESCENDING")).upper() == "ASCENDING"
     first, stop = (page - 1) * size, min(page * size, n)
     picked = [rows[i] if ascending else rows[n - 1 - i] for i in range(first, stop)]
-    last = page * size >= n
+    headers = {"Last-Page": "true" if page * size >= n else "false"}
+    if sim.config.prerender:
+        content = prerender.detailed_report(sim, ws, picked, [totals] if n else [])
+        return Response(content, media_type="application/json", headers=headers)
     return json_response({"totals": [totals] if n else [], "timeEntries": [render.report_entry(ws, r) for r in picked]},
-                         headers={"Last-Page": "true" if last else "false"})
+                         headers=headers)
 
 
 SUMMARY_GROUPS = ("PROJECT", "CLIENT", "USER", "TAG", "TASK")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Query
 from starlette.responses import Response
 
 from clockify_core.errors import BadRequest, NotFound
-from clockify_core.simulator import render
+from clockify_core.simulator import prerender, render
 from clockify_core.simulator.api.deps import (
     SimDep,
     authorize,
@@ -62,6 +62,8 @@ async def get_time_entries(
         rows = store.iter_desc(store.user_rows(user), low, None if high is None else high + 1)
     wanted = _filter(ws, rows, description=description, project=project, task=task, tags=tags,
                      project_required=project_required, task_required=task_required)
+    if sim.config.prerender and not hydrated:
+        return paged_response(wanted, p, size, encoded=lambda rows: prerender.time_entries(sim, ws, rows))
     return paged_response(wanted, p, size, lambda row: render.time_entry(ws, row, hydrated=hydrated))
 
 
