@@ -85,6 +85,18 @@ def cluster_cpu_seconds(port: int) -> dict[str, float]:
     totals: dict[str, float] = {}
     if postmaster is None:
         return totals
+    for entry, fields in live_processes():
+        pid, ppid = int(entry.name), int(fields[1])
+        if pid != postmaster and ppid != postmaster:
+            continue
+        kind = "postmaster" if pid == postmaster else _kind(_cmdline(entry))
+        totals[kind] = totals.get(kind, 0.0) + cpu_seconds(fields)
+    return totals
+
+
+def live_processes() -> Iterator[tuple[Path, list[str]]]:
+    """Every live process's /proc entry and its stat fields after the command name
+    (fields[1] is the parent, fields[2] the process group, fields[11:13] user and system ticks)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -92,14 +104,11 @@ def cluster_cpu_seconds(port: int) -> dict[str, float]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        pid, ppid = int(entry.name), int(fields[1])
-        if pid != postmaster and ppid != postmaster:
-            continue
-        title = _cmdline(entry)
-        kind = "postmaster" if pid == postmaster else _kind(title)
-        totals[kind] = totals.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return totals
+        yield entry, stat[stat.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(fields: list[str]) -> float:
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def _cmdline(entry: Path) -> str:

@@ -23,10 +23,11 @@ Figures: closed loop (``--connections`` keep-alive connections) requests/s; open
 ``--rate``/s, latency from each request's scheduled send time (coordinated-omission
 aware); the duplicate path (bodies already accepted, closed loop); CPU per request =
 user+system time of the service's process group (/proc) over the requests it served.
-``--profile DIR`` also records py-spy folded stacks of each service phase and prints the
-heaviest frames. ``--pg-stats`` runs everything on a private PostgreSQL cluster with
-pg_stat_statements (``bench/_pgstats.py``; the shared server is left alone) and prints,
-for each service window, every statement and PostgreSQL's counters per accepted webhook.
+``--profile DIR`` also records py-spy folded stacks of each service phase (closed loop and
+``--rate``/s apart) and prints the heaviest frames. ``--pg-stats`` runs everything on a
+private PostgreSQL cluster with pg_stat_statements (``bench/_pgstats.py``; the shared
+server is left alone) and prints, for each service window, every statement and
+PostgreSQL's counters per accepted webhook.
 """
 
 from __future__ import annotations
@@ -63,12 +64,11 @@ from clockify_core.testing.databases import create_database, drop_database, test
 from clockify_core.testing.processes import ServiceProcess, free_port  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
-from _pgstats import Window, private_cluster, shared_server_settings  # noqa: E402
+from _pgstats import Window, cpu_seconds, live_processes, private_cluster, shared_server_settings  # noqa: E402
 
 EVENT = "NEW_TIME_ENTRY"
 SAMPLE = ROOT / "tests" / "fixtures" / "samples" / f"{EVENT}.json"
 ENCRYPTION_KEY = "bench-webhook-ingest-0123456789abcdef0123456789"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGET_RATIO, TARGET_P99_MS = 0.5, 25.0
 
 
@@ -89,18 +89,7 @@ def loadavg() -> str:
 
 def group_cpu_seconds(pgid: int) -> float:
     """user+system seconds of every live process in ``pgid`` (the service and its workers)."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid:  # fields[2] is pgrp; utime, stime are fields[11], fields[12]
-            total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
+    return sum(cpu_seconds(fields) for _, fields in live_processes() if int(fields[2]) == pgid)
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -108,8 +97,7 @@ def process_cpu_seconds(pid: int) -> float:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return 0.0
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return cpu_seconds(stat[stat.rindex(")") + 2 :].split())
 
 
 async def _backend_pids(db_url: str) -> list[int]:
@@ -294,11 +282,14 @@ class Runner:
         self.run_no += 1
         phase = Phase(name)
         prefix = f"r{os.getpid()}x{self.run_no}-"
-        profiler = self.start_profiler(proc, name)
+        profiler = self.start_profiler(proc, f"{name} closed")
         phase.closed = self.timed(proc, "closed", prefix=prefix + "c", title=f"{name}, closed loop")
         if profiler is not None:
-            self.stop_profiler(profiler, name)
+            self.stop_profiler(profiler, f"{name} closed")
+        profiler = self.start_profiler(proc, f"{name} open")
         phase.opened = self.timed(proc, "open", prefix=prefix + "o", title=f"{name}, {self.args.rate:.0f}/s offered")
+        if profiler is not None:
+            self.stop_profiler(profiler, f"{name} open")
         if duplicates:
             # Replays bodies the closed loop stored: each hits the dedup path of a distinct row.
             phase.duplicate = self.timed(proc, "closed", prefix=prefix + "c", cycle=max(1, phase.closed["total_ok"]),

@@ -6,10 +6,8 @@ stored (the mirror, the inbox), so it sits at the base of the kit with no featur
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -45,26 +43,6 @@ def loads_without_nul(raw: bytes) -> Any:
     """
     data = orjson.loads(raw)
     return _strip_nul(data) if b"\\u0000" in raw else data
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off for a synchronous block (left alone if already off).
-
-    A parsed 5,000-entry page is some 40,000 dicts and lists, all acyclic and all freed by
-    reference counting once the page is converted. While they live, every allocation
-    threshold runs a collection that walks them again and promotes them towards the oldest
-    generation, whose full collections then walk the whole process: about as much CPU as
-    the parse itself. No await may run inside the block.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _digest(value: Any) -> str:

@@ -41,6 +41,9 @@ class JobContext:
         self.lease_seconds = lease_seconds
         self.lost = False
         self.started = time.monotonic()
+        # Saves commit in the order they were asked for: concurrent steps of one job each
+        # checkpoint, and the row must end with the newest cursor, not whichever commit won.
+        self._saving = asyncio.Lock()
 
     @property
     def workspace_id(self) -> str:
@@ -100,7 +103,7 @@ class JobContext:
             yield session
 
     async def _save(self, cursor: Mapping[str, Any] | None = None) -> None:
-        async with self.runtime.sessions.begin() as session:
+        async with self._saving, self.runtime.sessions.begin() as session:
             ok = await queue.heartbeat(
                 session, self.job.id, worker_id=self.runtime.instance_id, lease_seconds=self.lease_seconds,
                 progress=self.progress, cursor=cursor,

@@ -127,6 +127,7 @@ class Metrics:
             "webhooks_received_total", "Webhook deliveries by event type and outcome",
             ["event_type", "outcome"], registry=r,
         )
+        self._webhook_children: dict[tuple[str, str], Counter] = {}
         # Every worker counts the same table: the latest count is the truth.
         self.inbox_depth = Gauge(
             "inbox_depth", "Inbox rows by status", ["status"], multiprocess_mode="livemostrecent", registry=r
@@ -206,6 +207,19 @@ class Metrics:
             "installation_loop_errors_total", "Installations a background loop skipped after an error", ["loop"],
             registry=r,
         )
+
+    def webhook_received(self, event_type: str, outcome: str) -> None:
+        """Count one delivery in ``webhooks_received_total``.
+
+        The labelled children are kept: ``labels()`` takes a lock and builds its key on
+        every call, a visible cost on the webhook route. Both labels come from closed sets
+        (catalog event types, receiver outcomes), so the dict stays small.
+        """
+        key = (event_type, outcome)
+        child = self._webhook_children.get(key)
+        if child is None:
+            child = self._webhook_children[key] = self.webhooks_received.labels(event_type, outcome)
+        child.inc()
 
     def forget(self, gauge: Gauge, *labelvalues: str) -> None:
         """Drop one labelled series of ``gauge`` (a finished job's progress).

@@ -27,7 +27,7 @@ from clockify_core.client import (
     is_last_page,
 )
 from clockify_core.config import HttpClientConfig, SyncConfig
-from clockify_core.payloads import gc_paused, loads_without_nul
+from clockify_core.payloads import loads_without_nul
 from clockify_core.sync.progress import Progress
 
 log = structlog.get_logger(__name__)
@@ -127,21 +127,20 @@ class Fetcher:
         how many there were and whether it is the last.
 
         The parsed page lives only while ``take`` runs (:meth:`Sink.take` keeps COPY records,
-        not the JSON), and the collector is paused meanwhile (:func:`gc_paused`).
+        not the JSON).
         ``strict``: a body without a list at ``items_path`` raises :class:`UnexpectedBody`
         instead of counting as an empty last page (which a complete listing would tombstone on).
         """
         query = {**(params or {}), "page": page, size_param: size}
         _, response = await self.call("GET", path, api=api, params=query, parse=False)
-        with gc_paused():
-            body = parse_body("GET", path, response)
-            if strict and not isinstance(dig_raw(body, items_path), list):
-                raise UnexpectedBody(f"Clockify answered GET {path} without the list of items",
-                                     status_code=response.status_code, method="GET", url=path)
-            items = dig(body, items_path)
-            count = len(items)
-            take(items)
-            del body, items
+        body = parse_body("GET", path, response)
+        if strict and not isinstance(dig_raw(body, items_path), list):
+            raise UnexpectedBody(f"Clockify answered GET {path} without the list of items",
+                                 status_code=response.status_code, method="GET", url=path)
+        items = dig(body, items_path)
+        count = len(items)
+        take(items)
+        del body, items
         self.progress.page(count)
         return count, is_last_page(response, count, size)
 

@@ -13,13 +13,18 @@ the recent ``sync.bootstrap_days`` first, then queues a backfill of the whole hi
 workspace's bootstraps and syncs. On the Free plan the time windows are years
 (:meth:`~clockify_core.sync.run.Pull.window`: its budget is counted in requests), unless a
 backfill's parameters name a window (the bootstrap queues its history with the window it used).
+
+Every step that costs requests is resumable on its own, down to the report page
+(:meth:`~clockify_core.sync.run.Pull.range`), so a job deferred for its rate budget (a Free
+plan's hourly quota) goes on after what it wrote: an incremental sync keeps its start
+(``partial.time_entry.started``), the steps it finished and what they found, and moves the
+watermark only once every step is done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,13 +35,12 @@ from clockify_core.installations.settings import BACKFILL_MONTHS, HISTORY_MONTHS
 from clockify_core.jobs import queue
 from clockify_core.jobs.models import JobKind
 from clockify_core.jobs.worker import JobContext
-from clockify_core.mirror.mapping import parse_time
 from clockify_core.runtime import Runtime
 from clockify_core.sync import state
 from clockify_core.sync.endpoints import reference_endpoints
 from clockify_core.sync.models import WORKSPACE_KIND
 from clockify_core.sync.reference import due, pull_reference, pull_workspace
-from clockify_core.sync.run import BadParams, Pull, give_back, guarded
+from clockify_core.sync.run import BadParams, Pull, give_back, guarded, instant
 from clockify_core.sync.scheduler import next_run
 from clockify_core.sync.service import EARLIEST
 from clockify_core.sync.timeentries import (
@@ -48,6 +52,7 @@ from clockify_core.sync.timeentries import (
     merge_days,
     windows,
 )
+from clockify_core.sync.together import together
 
 # A backfill with this parameter walks back from ``until`` through the whole history.
 HISTORY_ALL = "all"
@@ -55,13 +60,6 @@ HISTORY_ALL = "all"
 log = structlog.get_logger(__name__)
 
 REFERENCE_STEP = "reference"
-
-
-def _time(value: Any) -> datetime | None:
-    try:
-        return parse_time(value) if isinstance(value, str) else None
-    except OverflowError:  # e.g. year 1 with a positive offset: no such instant in UTC
-        return None
 
 
 def months_before(moment: datetime, months: int) -> datetime:
@@ -85,7 +83,7 @@ async def _pull_windows(
     should give the worker back (the cursor then covers exactly the windows written).
     """
     ctx = pull.ctx
-    done_until = _time(ctx.cursor.get(cursor_key)) or since
+    done_until = instant(ctx.cursor.get(cursor_key)) or since
     every = windows(since, until, unit)
     remaining = windows(max(done_until, since), until, unit)
     puller = pull.time_entries()
@@ -102,7 +100,8 @@ async def _pull_windows(
             if stopped:
                 return
             pull.progress.step(KIND, window=f"{window_start.date()}..{window_end.date()}")
-            result = await puller.pull(window_start, window_end, run_started=started)
+            result = await pull.range(f"{cursor_key}:{window_start.isoformat()}", puller, window_start, window_end,
+                                      run_started=started)
             async with lock:
                 finished.add(index)
                 moved = committed
@@ -115,27 +114,10 @@ async def _pull_windows(
                     await ctx.checkpoint({**ctx.cursor, cursor_key: remaining[committed - 1][1].isoformat()})
                     stopped = stopped or (committed < len(remaining) and pull.slice_over())
 
-    tasks = [asyncio.create_task(worker()) for _ in range(max(1, pull.config.window_concurrency))]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+    # On the Free plan requests bind, not latency: one window at a time, so the cursor moves
+    # past every window read before the budget ran out.
+    await together(*(worker() for _ in range(1 if pull.free_plan else max(1, pull.config.window_concurrency))))
     return committed == len(remaining)
-
-
-async def together(*steps: Coroutine[Any, Any, None]) -> None:
-    """Run ``steps`` concurrently; the first failure cancels the others and is raised."""
-    tasks = [asyncio.ensure_future(step) for step in steps]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 async def bootstrap(runtime: Runtime, ctx: JobContext) -> None:
@@ -148,7 +130,7 @@ async def _bootstrap(pull: Pull) -> None:
     if "started" not in cursor:  # the first attempt fixes the windows every retry reuses
         cursor["started"] = pull.started.isoformat()
         await ctx.checkpoint(cursor)
-    first_start = _time(cursor["started"]) or pull.started
+    first_start = instant(cursor["started"]) or pull.started
     endpoints = reference_endpoints(pull.runtime.profile, config)
     done = set(cursor.get("done", []))
     until = first_start + timedelta(days=1)  # entries dated ahead of today are mirrored too
@@ -171,10 +153,15 @@ async def _bootstrap(pull: Pull) -> None:
 
     async def time_entries() -> None:
         nonlocal complete
-        phase, started = time.monotonic(), utcnow()
+        phase = time.monotonic()
         # Running timers first: a window listing that leaves them out (Clockify's report may)
-        # must not tombstone rows written after the run began.
-        await pull.time_entries().running()
+        # must not tombstone rows written after the run began. Read once; later claims judge
+        # from the same start.
+        started = instant(ctx.cursor.get("te_started"))
+        if started is None:
+            started = utcnow()
+            await pull.time_entries().running()
+            await ctx.checkpoint({**ctx.cursor, "te_started": started.isoformat()})
         complete = await _pull_windows(pull, since, until, unit, cursor_key="te_done_until",
                                        done_before=steps, total_before=steps, started=started)
         ctx.report(time_entry_seconds=round(time.monotonic() - phase, 3))
@@ -244,68 +231,120 @@ async def sync(runtime: Runtime, ctx: JobContext) -> None:
 
 
 async def _sync(pull: Pull) -> None:
-    config = pull.config
+    ctx, config = pull.ctx, pull.config
     minutes = config.free_plan_reference_minutes if pull.free_plan else config.reference_refresh_minutes
     async with pull.runtime.sessions() as session:
         rows = await state.states(session, pull.workspace_id)
+    done = set(ctx.cursor.get("done", []))  # listed by an earlier claim of this job (even when forced)
     endpoints = due(reference_endpoints(pull.runtime.profile, config), rows, every=timedelta(minutes=minutes),
-                    force=bool(pull.ctx.params.get("reference")))
+                    force=bool(ctx.params.get("reference")))
+
+    async def finished(endpoint: Any) -> None:
+        done.add(endpoint.kind)
+        await ctx.checkpoint({**ctx.cursor, "done": sorted(done)})
+
+    endpoints = [e for e in endpoints if e.kind not in done]
     if endpoints:
         pull.progress.step(REFERENCE_STEP)
-        await pull_reference(pull, endpoints)
+        await pull_reference(pull, endpoints, on_done=finished)
     if pull.syncs_time_entries:
         await incremental(pull)
     pull.progress.fraction(1, 1)
 
 
 async def incremental(pull: Pull) -> None:
-    """Time entries changed since the watermark (minus the overlap), deletions, running timers."""
+    """Time entries changed since the watermark (minus the overlap), deletions, running timers.
+
+    Resumable step by step (``partial.time_entry`` in the cursor): the run's start, the steps
+    done, the running timers and the days marked for re-reading survive a deferral, and a
+    window stopped mid-way goes on from its last written page (:meth:`Pull.range`).
+    """
     config, ws = pull.config, pull.workspace_id
-    run_started = utcnow()
+    run = pull.resumed(KIND)
+    run_started = instant(run.get("started")) or utcnow()
+    run["started"] = run_started.isoformat()
+    steps: set[str] = set(run.get("done", []))
     async with pull.runtime.sessions() as session:
         row = await state.load(session, ws, KIND)
         watermark = row.watermark
     low = (watermark or run_started) - timedelta(hours=config.overlap_hours)
     high = run_started + timedelta(days=1)
     puller = pull.time_entries()
-    feed = config.change_feed
-    deleted = 0
+
+    async def done(step: str, **found: Any) -> None:
+        steps.add(step)
+        run.update(found, done=sorted(steps))
+        await pull.keep(KIND, run)
+
+    def feed_off(exc: FeedUnavailable) -> None:
+        run["no_feed"] = True
+        pull.progress.error(f"change feed unavailable: {exc}")
+
+    # The change feed is read a query range at a time (``feed_window_days``), each its own step.
+    step_days = timedelta(days=config.feed_window_days)
+    feed_ranges = [(at, min(at + step_days, run_started)) for at in _steps(low, run_started, step_days)]
+
+    def feed_on(step: str) -> bool:
+        return config.change_feed and not run.get("no_feed") and step not in steps
+
     pull.progress.step(KIND, window=f"{low.isoformat()}..")
-    if feed:
-        try:
-            async for docs in puller.feed("deleted", low, run_started):
-                ids = [str(d["id"]) for d in docs if isinstance(d.get("id"), str)]
-                deleted += await pull.writer.tombstone(KIND, ws, ids, written_by=pull.written_by)
-        except FeedUnavailable as exc:
-            feed = False
-            pull.progress.error(f"change feed unavailable: {exc}")
+    for since, until in feed_ranges:
+        if feed_on(step := f"deleted:{since.isoformat()}"):
+            deleted = 0
+            try:
+                async for docs in puller.feed("deleted", since, until):
+                    ids = [str(d["id"]) for d in docs if isinstance(d.get("id"), str)]
+                    deleted += await pull.writer.tombstone(KIND, ws, ids, written_by=pull.written_by)
+            except FeedUnavailable as exc:
+                feed_off(exc)
+            await done(step, deleted=run.get("deleted", 0) + deleted)
     # Running timers before the window: written after the run began, a listing that leaves
     # them out (Clockify's report may) cannot tombstone them.
-    running = await puller.running()
-    rows = tombstoned = 0
+    if "running" not in steps:
+        timers = await puller.running()
+        await done("running", running=[str(e.get("id")) for e in timers])
     for window_start, window_end in windows(low, high, pull.window("month")):
-        result = await puller.pull(window_start, window_end, run_started=run_started)
-        rows, tombstoned = rows + result.rows, tombstoned + result.tombstoned
-    dirty = await puller.stale_running(running, before=low)
-    if feed:
-        try:
-            # An entry created in the range is only in /created, even when it was edited since
-            # (getUpdatedEntityInfo): both are read, or one created with an old date is missed.
-            for which in ("created", "updated"):
-                async for docs in puller.feed(which, low, run_started):
-                    dirty.extend(s for s in map(entry_start, docs) if s is not None and s < low)
-        except FeedUnavailable as exc:
-            pull.progress.error(f"change feed unavailable: {exc}")
-    for range_start, range_end in merge_days(dirty):
-        result = await puller.pull(range_start, range_end, run_started=run_started)
-        rows, tombstoned = rows + result.rows, tombstoned + result.tombstoned
+        step = f"window:{window_start.isoformat()}"
+        if step not in steps:
+            result = await pull.range(f"{KIND}:{step}", puller, window_start, window_end, run_started=run_started)
+            await done(step, rows=run.get("rows", 0) + result.rows, gone=run.get("gone", 0) + result.tombstoned)
+    if "stale" not in steps:
+        dirty = await puller.stale_running([{"id": i} for i in run.get("running", [])], before=low)
+        await done("stale", dirty=[d.isoformat() for d in dirty])
+    # An entry created in the range is only in /created, even when it was edited since
+    # (getUpdatedEntityInfo): both are read, or one created with an old date is missed.
+    for which in ("created", "updated"):
+        for since, until in feed_ranges:
+            if feed_on(step := f"{which}:{since.isoformat()}"):
+                found: list[str] = []
+                try:
+                    async for docs in puller.feed(which, since, until):
+                        found.extend(s.isoformat() for s in map(entry_start, docs) if s is not None and s < low)
+                except FeedUnavailable as exc:
+                    feed_off(exc)
+                await done(step, dirty=[*run.get("dirty", []), *found])
+    ranges = merge_days(d for d in map(instant, run.get("dirty", [])) if d is not None)
+    for range_start, range_end in ranges:
+        step = f"days:{range_start.isoformat()}"
+        if step not in steps:
+            result = await pull.range(f"{KIND}:{step}", puller, range_start, range_end, run_started=run_started)
+            await done(step, rows=run.get("rows", 0) + result.rows, gone=run.get("gone", 0) + result.tombstoned)
+    rows, deleted = int(run.get("rows", 0)), int(run.get("deleted", 0)) + int(run.get("gone", 0))
     total = await pull.writer.count_live(KIND, ws)
     async with pull.ctx.transaction() as session:
         await state.kind_succeeded(session, ws, KIND, started=run_started, rows=rows, total=total,
                                    watermark=run_started)
-    pull.progress.ctx.report(deleted=deleted + tombstoned, late_edit_days=len(merge_days(dirty)))
-    log.info("sync.incremental_done", workspace_id=ws, rows=rows, deleted=deleted + tombstoned,
-             dirty_ranges=len(merge_days(dirty)))
+    await pull.keep(KIND, None)
+    pull.progress.ctx.report(deleted=deleted, late_edit_days=len(ranges))
+    log.info("sync.incremental_done", workspace_id=ws, rows=rows, deleted=deleted, dirty_ranges=len(ranges))
+
+
+def _steps(start: datetime, end: datetime, step: timedelta) -> list[datetime]:
+    """``start``, ``start + step``, ... before ``end`` (at least ``start``, as the feed reads an empty range once)."""
+    out = [start]
+    while out[-1] + step < end:
+        out.append(out[-1] + step)
+    return out
 
 
 async def backfill(runtime: Runtime, ctx: JobContext) -> None:
@@ -320,13 +359,13 @@ async def _backfill(pull: Pull) -> None:
     if ctx.params.get("history") == HISTORY_ALL and "since" not in ctx.params:
         await _walk_back(pull)
         return
-    since = _time(ctx.params.get("since"))
+    since = instant(ctx.params.get("since"))
     if since is None or since < EARLIEST:
         raise BadParams(f"backfill needs params.since, not before {EARLIEST.date().isoformat()}")
     if "until" not in ctx.cursor:
-        until_param = _time(ctx.params.get("until"))
+        until_param = instant(ctx.params.get("until"))
         await ctx.checkpoint({**ctx.cursor, "until": (until_param or pull.started + timedelta(days=1)).isoformat()})
-    until = _time(ctx.cursor["until"]) or pull.started
+    until = instant(ctx.cursor["until"]) or pull.started
     unit = ctx.params.get("window") or pull.window(pull.config.backfill_window)
     if unit not in ("day", "week", "month", "year"):
         raise BadParams(f"unknown window {unit!r}")
@@ -347,13 +386,13 @@ async def _walk_back(pull: Pull) -> None:
     written) and ``cursor.last_empty`` make it resumable; progress shows ``history_reached``.
     """
     ctx, config = pull.ctx, pull.config
-    until = _time(ctx.params.get("until"))
+    until = instant(ctx.params.get("until"))
     if until is None or until < EARLIEST:
         raise BadParams(f"a history backfill needs params.until, not before {EARLIEST.date().isoformat()}")
     unit = ctx.params.get("window") or pull.window(config.backfill_window)
     if unit not in ("day", "week", "month", "year"):
         raise BadParams(f"unknown window {unit!r}")
-    reached = _time(ctx.cursor.get("reached")) or until
+    reached = instant(ctx.cursor.get("reached")) or until
     last_empty = bool(ctx.cursor.get("last_empty"))
     puller = pull.time_entries()
     run_started = utcnow()
@@ -365,7 +404,7 @@ async def _walk_back(pull: Pull) -> None:
             start = floor_to(reached - timedelta(microseconds=1), unit)
         start = max(start, EARLIEST)
         pull.progress.step(KIND, window=f"{start.date()}..{reached.date()}")
-        result = await puller.pull(start, reached, run_started=run_started)
+        result = await pull.range(f"history:{start.isoformat()}", puller, start, reached, run_started=run_started)
         ctx.report(source=result.source)
         gap = last_empty and result.rows == 0
         reached, last_empty = start, result.rows == 0
@@ -390,12 +429,12 @@ async def reconcile(runtime: Runtime, ctx: JobContext) -> None:
 
 async def _reconcile(pull: Pull) -> None:
     """Re-list one user's entries around ``start`` (a split leaves two entries, one body)."""
-    user_id, start = pull.ctx.params.get("user_id"), _time(pull.ctx.params.get("start"))
+    user_id, start = pull.ctx.params.get("user_id"), instant(pull.ctx.params.get("start"))
     if not isinstance(user_id, str) or start is None:
         raise BadParams("reconcile needs params.user_id and params.start")
     low = floor_to(start, "day")
     high = min(start + timedelta(days=pull.config.reconcile_days), utcnow() + timedelta(days=1))
     high = max(high, low + timedelta(days=1))
     pull.progress.step(KIND, window=f"{low.date()}..{high.date()}", user_id=user_id)
-    result = await pull.time_entries().pull(low, high, user_ids=[user_id], run_started=utcnow())
+    result = await pull.range("reconcile", pull.time_entries(), low, high, user_ids=[user_id], run_started=utcnow())
     pull.progress.ctx.report(deleted=result.tombstoned)

@@ -5,6 +5,10 @@ project). A complete listing is the truth for its kind: rows it did not rewrite 
 tombstoned (``sync.reference_deletions``). An endpoint Clockify does not offer to the
 workspace (403: scope, plan or disabled feature; 404/405/501) is recorded on its
 ``sync_state`` row, left alone for a day, and does not fail the job.
+
+A per-project listing (tasks: a request per project) stopped by a spent rate budget keeps
+the projects it has written and the time it began (:meth:`Pull.keep`); the next claim lists
+only the others and judges deletions from that first start.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from sqlalchemy import select
 from clockify_core.catalog import FREE_PLAN, PLANS
 from clockify_core.client import ClockifyApiError
 from clockify_core.db.base import utcnow
+from clockify_core.errors import RateLimited
 from clockify_core.installations.models import Installation
 from clockify_core.jobs import queue
 from clockify_core.jobs.models import JobKind
@@ -27,8 +32,9 @@ from clockify_core.mirror.models import Project
 from clockify_core.sync import state
 from clockify_core.sync.endpoints import Endpoint, workspace_endpoint
 from clockify_core.sync.fetch import unavailable
-from clockify_core.sync.run import Pull
+from clockify_core.sync.run import Pull, instant
 from clockify_core.sync.sink import Sink
+from clockify_core.sync.together import pool
 
 log = structlog.get_logger(__name__)
 
@@ -106,13 +112,16 @@ async def pull_reference(pull: Pull, endpoints: Iterable[Endpoint], *, on_done: 
 
 
 async def _one(pull: Pull, endpoint: Endpoint, on_done: Any) -> None:
-    started = utcnow()
+    step = f"reference:{endpoint.kind}"
+    saved = pull.resumed(step)
+    started = instant(saved.get("started")) or utcnow()
+    projects: set[str] = set(saved.get("projects", []))  # listed completely by an earlier claim
     ws = pull.workspace_id
     sink = Sink(pull.writer, endpoint.kind, ws, written_by=pull.written_by, batch_rows=pull.config.batch_rows,
                 writers=1, progress=pull.progress)
     try:
         if endpoint.per_project:
-            await _per_project(pull, endpoint, sink)
+            await _per_project(pull, endpoint, sink, projects)
         else:
             async for page in pull.fetcher.pages(
                 endpoint.url(ws), endpoint.page_size, api=endpoint.api, params=endpoint.params,
@@ -120,6 +129,11 @@ async def _one(pull: Pull, endpoint: Endpoint, on_done: Any) -> None:
             ):
                 await sink.add(page)
         written = await sink.close()
+    except RateLimited:
+        await sink.close()
+        if projects:
+            await pull.keep(step, {"started": started.isoformat(), "projects": sorted(projects)})
+        raise
     except ClockifyApiError as exc:
         await sink.abort()
         async with pull.ctx.transaction() as session:
@@ -138,6 +152,7 @@ async def _one(pull: Pull, endpoint: Endpoint, on_done: Any) -> None:
     except BaseException:
         await sink.abort()
         raise
+    await pull.keep(step, None)
     gone = 0
     if pull.config.reference_deletions:
         gone = await pull.writer.tombstone_unseen(endpoint.kind, ws, before=started, written_by=pull.written_by)
@@ -150,35 +165,29 @@ async def _one(pull: Pull, endpoint: Endpoint, on_done: Any) -> None:
         await on_done(endpoint)
 
 
-async def _per_project(pull: Pull, endpoint: Endpoint, sink: Sink) -> None:
+async def _per_project(pull: Pull, endpoint: Endpoint, sink: Sink, done: set[str]) -> None:
+    """List ``endpoint`` for every live project not in ``done``, adding each to ``done`` once its
+    rows are all handed to ``sink``."""
     ws = pull.workspace_id
     async with pull.runtime.sessions() as session:
         projects = list((await session.execute(
-            select(Project.id).where(Project.workspace_id == ws, Project.deleted_at.is_(None))
+            select(Project.id).where(Project.workspace_id == ws, Project.deleted_at.is_(None)).order_by(Project.id)
         )).scalars())
-    queue = iter(projects)
 
-    async def worker() -> None:
-        for project_id in queue:
-            try:
-                async for page in pull.fetcher.pages(
-                    endpoint.url(ws, project_id), endpoint.page_size, api=endpoint.api, params=endpoint.params,
-                    size_param=endpoint.size_param, items_path=endpoint.items_path,
-                ):
-                    # Task bodies do not always name their project; the path does.
-                    await sink.add([{**item, "projectId": item.get("projectId") or project_id} for item in page])
-            except ClockifyApiError as exc:
-                if exc.status_code != 404:  # the project was deleted meanwhile
-                    raise
+    async def one(project_id: str) -> None:
+        try:
+            async for page in pull.fetcher.pages(
+                endpoint.url(ws, project_id), endpoint.page_size, api=endpoint.api, params=endpoint.params,
+                size_param=endpoint.size_param, items_path=endpoint.items_path,
+            ):
+                # Task bodies do not always name their project; the path does.
+                await sink.add([{**item, "projectId": item.get("projectId") or project_id} for item in page])
+        except ClockifyApiError as exc:
+            if exc.status_code != 404:  # the project was deleted meanwhile
+                raise
+        done.add(project_id)
 
-    tasks = [asyncio.create_task(worker()) for _ in range(pull.config.concurrency)]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+    await pool(one, [p for p in projects if p not in done], pull.config.concurrency)
 
 
 def due(endpoints: Iterable[Endpoint], states: dict[str, Any], *, every: timedelta, force: bool) -> list[Endpoint]:

@@ -15,8 +15,16 @@ afterwards records the outcome on the workspace's ``sync_state`` row:
 * anything else (the database is down, a bug of ours) says nothing about the workspace:
   the job is retried like any job and never parks it; bad job parameters
   (:class:`BadParams`) fail the job at once;
-* a rate-limit wait longer than ``sync.max_rate_wait_seconds`` is not a failure: the
-  job goes back to the queue until the budget has refilled and resumes from its cursor.
+* a rate-limit wait longer than the pull's bound (:func:`max_rate_wait`) is not a failure:
+  the job goes back to the queue until the budget has refilled (:meth:`Pull.defer_for`) and
+  resumes from its cursor.
+
+On the Free plan the bound is :data:`FREE_PLAN_MAX_WAIT` seconds, not minutes: a token of
+30 an hour is 133 s away, and a job loop sleeping for each would hold a worker for hours
+while other workspaces wait (docs/scaling.md, "Fairness"). Such a job defers until the
+bucket is full again, and every step checkpoints what it has written
+(:meth:`Pull.resumed`, :meth:`Pull.keep`), so each claim goes on where the last stopped:
+a job needing more requests than the bucket holds completes over several claims.
 
 A long pull (bootstrap, backfill) also goes back to the queue on its own once it has run
 ``sync.slice_seconds`` or written ``sync.slice_rows`` rows (:meth:`Pull.slice_over`, :func:`give_back`): due again at once,
@@ -27,9 +35,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import structlog
 
@@ -45,12 +54,13 @@ from clockify_core.installations.repository import get_installation, installatio
 from clockify_core.jobs import queue
 from clockify_core.jobs.models import JobKind, JobStatus
 from clockify_core.jobs.worker import JobContext, JobLost
+from clockify_core.mirror.mapping import parse_time
 from clockify_core.runtime import Runtime
 from clockify_core.sync import state
 from clockify_core.sync.bulk import BulkWriter
 from clockify_core.sync.fetch import Fetcher
 from clockify_core.sync.progress import Progress
-from clockify_core.sync.timeentries import TimeEntryPuller, Window
+from clockify_core.sync.timeentries import Coverage, RangeResult, TimeEntryPuller, Window
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +70,23 @@ class BadParams(ValueError):
 
 # Jobs that load mostly new rows, so their writer starts with direct COPY (sync.bulk).
 LOADERS = frozenset({"bootstrap", "backfill"})
+# The longest a Free-plan pull waits in its job loop for a token; a longer wait defers the job.
+FREE_PLAN_MAX_WAIT = 5.0
+# The job cursor's key for steps an earlier claim began and did not finish (Pull.keep).
+PARTIAL = "partial"
+
+
+def max_rate_wait(config: SyncConfig, plan: str | None) -> float:
+    """How long a pull on ``plan``'s budget may wait for a token before it defers instead."""
+    return min(FREE_PLAN_MAX_WAIT, config.max_rate_wait_seconds) if plan == FREE_PLAN else config.max_rate_wait_seconds
+
+
+def instant(value: Any) -> datetime | None:
+    """A cursor's ISO time, or None when absent or unreadable."""
+    try:
+        return parse_time(value) if isinstance(value, str) else None
+    except OverflowError:  # e.g. year 1 with a positive offset: no such instant in UTC
+        return None
 
 
 @dataclass
@@ -90,6 +117,47 @@ class Pull:
         """Send this pull's further requests on ``plan``'s rate budget (the one
         :func:`~clockify_core.installations.repository.installation_api` gives that plan)."""
         self.api.rate_limit = plan_limit(self.runtime.settings.rate_limit, plan)
+        self.fetcher.max_wait = max_rate_wait(self.config, plan)
+        # One request at a time where requests are what binds: a spent budget then never stops
+        # a pull with a request in flight whose answer would be dropped.
+        self.fetcher.slots = asyncio.Semaphore(1 if plan == FREE_PLAN else self.config.concurrency)
+
+    def defer_for(self, wait: float) -> float:
+        """Seconds to give the worker back when a token is ``wait`` seconds away: until the
+        budget is full again, so the next claim has a bucket's worth of requests to go on with."""
+        return (self.api.rate_limit or self.runtime.limiter.default).full_after(wait)
+
+    def resumed(self, step: str) -> dict[str, Any]:
+        """What an earlier claim saved of ``step`` (:meth:`keep`); empty when it starts afresh."""
+        return dict(self.ctx.cursor.get(PARTIAL, {}).get(step) or {})
+
+    async def keep(self, step: str, position: Mapping[str, Any] | None) -> None:
+        """Save how far ``step`` got (None: it is done), for the claim that resumes the job."""
+        partial = {k: v for k, v in self.ctx.cursor.get(PARTIAL, {}).items() if k != step}
+        if position is None and len(partial) == len(self.ctx.cursor.get(PARTIAL, {})):
+            return  # nothing was kept: no checkpoint needed
+        if position is not None:
+            partial[step] = dict(position)
+        await self.ctx.checkpoint({**self.ctx.cursor, PARTIAL: partial})
+
+    async def range(
+        self, step: str, puller: TimeEntryPuller, start: datetime, end: datetime, *, run_started: datetime,
+        user_ids: list[str] | None = None,
+    ) -> RangeResult:
+        """``puller.pull`` of ``[start, end)`` as the resumable ``step``: stopped by the budget, it
+        keeps how far the report got, and the next claim lists from there with the first one's
+        ``run_started`` (so the rows already written are not tombstoned)."""
+        saved = self.resumed(step)
+        run_started = instant(saved.get("since")) or run_started
+        coverage = Coverage(instant(saved.get("from")) or start)
+        try:
+            result = await puller.pull(start, end, user_ids=user_ids, run_started=run_started, coverage=coverage)
+        except RateLimited:
+            if coverage.until > start:
+                await self.keep(step, {"from": coverage.until.isoformat(), "since": run_started.isoformat()})
+            raise
+        await self.keep(step, None)
+        return result
 
     def window(self, unit: Window) -> Window:
         """``unit``, or a year on the Free plan: the widest report Clockify serves it
@@ -136,18 +204,18 @@ async def guarded(
     progress = Progress(ctx, runtime.metrics)
     pull = Pull(
         runtime=runtime, ctx=ctx, installation=installation, api=api,
-        fetcher=Fetcher(api, runtime.settings.sync, runtime.settings.http, progress,
-                        max_wait=runtime.settings.sync.max_rate_wait_seconds),
+        fetcher=Fetcher(api, runtime.settings.sync, runtime.settings.http, progress),
         writer=BulkWriter(runtime.sessions, postgres=is_postgres(runtime.engine), metrics=runtime.metrics,
                           direct=runtime.settings.sync.direct_copy and written_by in LOADERS, guard=ctx.ensure_live),
         progress=progress, written_by=written_by, started=started,
     )
+    pull.spend_on(installation.subscription_plan)  # the plan's budget, wait bound and concurrency
     try:
         await body(pull)
     except (JobLost, asyncio.CancelledError):
         raise
     except RateLimited as exc:
-        await ctx.defer(float(exc.extensions.get("retry_after", 60)), describe(exc))
+        await ctx.defer(pull.defer_for(float(exc.extensions.get("retry_after", 60))), describe(exc))
     except BadParams as exc:
         progress.error(describe(exc))
         await fail(runtime, ctx, describe(exc))

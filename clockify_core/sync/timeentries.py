@@ -19,13 +19,16 @@ Without the ``REPORTS_READ`` scope (or a reports URL) it is per user.
 Because a range pull is complete, rows of that range it did not rewrite are gone
 from Clockify: they are tombstoned (:meth:`BulkWriter.tombstone_unseen`), all of them
 after a report, those of the users listed after a per-user pull.
+
+A range pull stopped by a spent rate budget writes what it has read before it ends, and
+its :class:`Coverage` says up to which start the report's rows are written; the resumed pull
+lists the range from there (:meth:`~clockify_core.sync.run.Pull.range`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -35,6 +38,7 @@ from sqlalchemy import select
 
 from clockify_core.client import ClockifyApiError, is_last_page, items_key_of
 from clockify_core.config import SyncConfig
+from clockify_core.errors import RateLimited
 from clockify_core.mirror.mapping import parse_time
 from clockify_core.mirror.models import TimeEntry, User
 from clockify_core.sync.bulk import BulkWriter
@@ -42,6 +46,7 @@ from clockify_core.sync.fetch import Fetcher, UnexpectedBody, dig, unavailable
 from clockify_core.sync.normalize import now_iso, report_entry, report_instant
 from clockify_core.sync.progress import Progress
 from clockify_core.sync.sink import Sink
+from clockify_core.sync.together import pool
 
 log = structlog.get_logger(__name__)
 
@@ -122,6 +127,33 @@ def merge_days(days: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
     return ranges
 
 
+class Coverage:
+    """How far a report listing (ascending by start) is written: every row starting before
+    ``until`` is. Pages may arrive in any order; only an unbroken run from page 1 counts, and
+    rows starting exactly at ``until`` may sit on the next page, so a resumed listing starts
+    there, inclusive."""
+
+    def __init__(self, start: datetime) -> None:
+        self.until = start
+        self._pages: dict[int, datetime | None] = {}
+        self._next = 1
+
+    def page(self, number: int, last_start: datetime | None) -> None:
+        """Page ``number`` of the current listing is taken; ``last_start``: its last row's start."""
+        self._pages[number] = last_start
+        while self._next in self._pages:
+            last = self._pages.pop(self._next)
+            if last is not None and last > self.until:
+                self.until = last
+            self._next += 1
+
+    def reached(self, end: datetime) -> None:
+        """A listing ending at ``end`` is complete; the next one numbers its pages from 1."""
+        self.until = max(self.until, end)
+        self._pages.clear()
+        self._next = 1
+
+
 @dataclass
 class RangeResult:
     rows: int
@@ -174,9 +206,15 @@ class TimeEntryPuller:
 
     async def pull(
         self, start: datetime, end: datetime, *, user_ids: Sequence[str] | None = None, run_started: datetime,
-        reconcile: bool = True,
+        reconcile: bool = True, coverage: Coverage | None = None,
     ) -> RangeResult:
-        """List ``[start, end)`` completely, write it, and tombstone what it no longer has."""
+        """List ``[start, end)`` completely, write it, and tombstone what it no longer has.
+
+        With ``coverage`` the report lists from ``coverage.until`` (what an earlier pull of the
+        range wrote, whose ``run_started`` this one reuses) and records how far it gets; a
+        :class:`RateLimited` ends the pull after writing what was read.
+        """
+        coverage = coverage or Coverage(start)
         before = self.fetcher.requests
         source: Source = "report" if self.report and user_ids is None else "user"
         decide = self.config.time_entry_source == "auto" and not self.free_plan
@@ -185,12 +223,15 @@ class TimeEntryPuller:
         listed: list[str] = []
         sink = self._sink()
         try:
-            if source == "report" and not await self._report(sink, start, end, decide=decide):
+            if source == "report" and not await self._report(sink, coverage, end, decide=decide):
                 source = "user"
             if source == "user":
                 users = list(user_ids) if user_ids is not None else await self.user_ids()
                 listed = await self._per_user(sink, start, end, users)
             written = await sink.close()
+        except RateLimited:
+            await sink.close()  # what was read is kept: Coverage tells the next pull where to go on
+            raise
         except BaseException:
             await sink.abort()
             raise
@@ -208,21 +249,28 @@ class TimeEntryPuller:
         config = self.config
         return config.page_size >= config.report_page_size and len(await self.user_ids()) < config.report_request_ratio
 
-    async def _report(self, sink: Sink, start: datetime, end: datetime, *, decide: bool) -> bool:
-        """Pull through the report; False when ``decide`` finds per user cheaper (page 1 is written).
+    async def _report(self, sink: Sink, coverage: Coverage, end: datetime, *, decide: bool) -> bool:
+        """Pull ``[coverage.until, end)`` through the report; False when ``decide`` finds per user
+        cheaper (page 1 is written).
 
         On the Free plan (where ``decide`` is off) a range longer than :data:`FREE_REPORT_SPAN`,
         such as a history backfill's gap step, is read in spans of that length.
         """
+        start = coverage.until
         if not self.free_plan:
-            return await self._report_range(sink, start, end, decide=decide)
+            if not await self._report_range(sink, coverage, start, end, decide=decide):
+                return False
+            coverage.reached(end)
+            return True
         while start < end:
             stop = min(start + FREE_REPORT_SPAN, end)
-            await self._report_range(sink, start, stop, decide=False)
+            await self._report_range(sink, coverage, start, stop, decide=False)
+            coverage.reached(stop)
             start = stop
         return True
 
-    async def _report_range(self, sink: Sink, start: datetime, end: datetime, *, decide: bool) -> bool:
+    async def _report_range(self, sink: Sink, coverage: Coverage, start: datetime, end: datetime, *,
+                            decide: bool) -> bool:
         size = self.config.report_page_size
         path = REPORT_PATH.format(workspace=self.workspace_id)
         base = {
@@ -244,7 +292,10 @@ class TimeEntryPuller:
             rows = dig(body, (key,))
             count, last = len(rows), is_last_page(response, len(rows), size)
             self.progress.page(count)
-            sink.take([report_entry(row, self.workspace_id) for row in rows])
+            entries = [report_entry(row, self.workspace_id) for row in rows]
+            sink.take(entries)
+            coverage.page(page, entry_start(entries[-1]) if entries else None)
+            del entries
             body.pop(key, None)  # only the totals are read later; free the page first
             del rows, response
             await sink.ready()
@@ -268,7 +319,7 @@ class TimeEntryPuller:
         async def one(page: int) -> None:
             outcomes[page] = (await fetch(page))[1]
 
-        await self._pool(one, range(2, pages + 1))
+        await pool(one, range(2, pages + 1), self.config.concurrency)
         # Entries added while paging push rows past the counted pages: read on until the end.
         page, last = pages, outcomes[pages] if pages >= 2 else last
         while not last:
@@ -298,25 +349,8 @@ class TimeEntryPuller:
                 gone.add(user_id)
                 log.info("sync.user_gone", workspace_id=self.workspace_id, user_id=user_id)
 
-        await self._pool(one, users)
+        await pool(one, users, self.config.concurrency)
         return [u for u in users if u not in gone]
-
-    async def _pool(self, work: Callable[[Any], Awaitable[None]], items: Iterable[Any]) -> None:
-        """Run ``work`` over ``items`` with ``sync.concurrency`` at a time (bounded memory)."""
-        queue = iter(items)
-
-        async def worker() -> None:
-            for item in queue:
-                await work(item)
-
-        tasks = [asyncio.create_task(worker()) for _ in range(self.config.concurrency)]
-        try:
-            await asyncio.gather(*tasks)
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
 
     # running timers and the change feed ------------------------------------------------
     async def running(self) -> list[dict[str, Any]]:

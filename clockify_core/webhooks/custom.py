@@ -227,7 +227,7 @@ receive = APIRouter(prefix="/webhooks/custom", tags=["custom webhooks"])
 async def receive_custom(
     source_id: str, request: Request, runtime: RuntimeDep, session: SessionDep
 ) -> CustomAck:
-    counter = runtime.metrics.webhooks_received
+    count = runtime.metrics.webhook_received
     try:
         source = await session.get(CustomWebhookSource, source_id) if len(source_id) <= 64 else None
         installation = await session.get(Installation, source.workspace_id) if source else None
@@ -267,11 +267,11 @@ async def receive_custom(
             delivery_id=verified.webhook_id,
         )
     except ClockifyError as exc:
-        counter.labels(
+        count(
             "custom",
             {401: "unauthorized", 404: "not_found", 413: "too_large", 429: "rate_limited"}.get(exc.status, "invalid"),
-        ).inc()
+        )
         raise
-    counter.labels("custom", "duplicate" if stored.duplicate else "accepted").inc()
+    count("custom", "duplicate" if stored.duplicate else "accepted")
     after_commit(session, runtime.inbox_wakeup.set)
     return CustomAck(status="duplicate" if stored.duplicate else "accepted", id=stored.id)

@@ -47,21 +47,21 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 async def receive(slug: str, request: Request) -> Response:
     # No dependencies: the fast route below calls this directly (get_runtime is runtime_of).
     runtime = runtime_of(request)
-    counter = runtime.metrics.webhooks_received
+    metrics = runtime.metrics
     try:
         event = route_event(slug, runtime.profile.events)
     except ClockifyError:
-        counter.labels("unknown", "not_found").inc()
+        metrics.webhook_received("unknown", "not_found")
         raise
     try:
         accepted = await accept_clockify_webhook(runtime, request, event)
     except ClockifyError as exc:
-        counter.labels(event, _OUTCOMES.get(exc.status, "error")).inc()
+        metrics.webhook_received(event, _OUTCOMES.get(exc.status, "error"))
         raise
     if accepted.stored.duplicate:
-        counter.labels(event, "duplicate").inc()
+        metrics.webhook_received(event, "duplicate")
         return _ack("duplicate", None)
-    counter.labels(event, "accepted").inc()
+    metrics.webhook_received(event, "accepted")
     runtime.inbox_wakeup.set()
     return _ack("accepted", accepted.stored.id)
 
