@@ -62,10 +62,20 @@ async def pull_workspace(pull: Pull) -> None:
     if operation is None:
         return
     pull.progress.step("workspace")
-    if pull.installation.subscription_plan is None:
-        pull.spend_on(FREE_PLAN)
+    path = operation.format_path({"workspaceId": pull.workspace_id})
     try:
-        await _read_workspace(pull, operation.format_path({"workspaceId": pull.workspace_id}))
+        if pull.installation.subscription_plan is None:
+            pull.spend_on(FREE_PLAN)
+            try:
+                await _read_workspace(pull, path)
+            except RateLimited:
+                # Another job (a registration) has already called Clockify at the paid rate
+                # before anyone knew the plan: waiting for the Free budget cannot undo that,
+                # and would hold up a paid workspace's onboarding for minutes.
+                pull.spend_on(None)
+                await _read_workspace(pull, path)
+        else:
+            await _read_workspace(pull, path)
     finally:
         pull.spend_on(pull.installation.subscription_plan)
 
