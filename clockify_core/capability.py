@@ -97,9 +97,6 @@ class Composition:
         if len(set(kinds)) != len(kinds):
             raise ValueError(f"two capabilities handle the same job kind: {kinds}")
 
-    def __contains__(self, capability: object) -> bool:
-        return capability in self.capabilities
-
     @asynccontextmanager
     async def running(self, settings: ServiceSettings, profile: ServiceProfile) -> AsyncIterator[Runtime]:
         """A runtime with every capability's handlers and state, for commands that work the
