@@ -18,11 +18,17 @@ Printed:
 * the rate-limit bound: requests/s x the page size the time entries were read with;
 * the COPY baseline, measured afterwards in the same run on the same rows: the
   ``time_entries`` rows are read back and copied (binary COPY, the same driver call
-  the bulk writer makes) into an empty table with the same columns and indexes;
+  the bulk writer makes) into an empty table with the same columns and indexes, in
+  COPY statements of ``--batch`` rows (the bootstrap's batch), each its own transaction,
+  one connection; with the CPU per row of its backend and of this process, and the load
+  average around it (it runs minutes after the bootstrap: a ratio of the two rates is
+  only as steady as the machine's load);
 * 429 answers from the simulator, requests made, and this process's peak RSS during
   the bootstrap (``VmHWM``, reset just before it starts);
-* CPU per time entry of the add-on (this process), the simulator and PostgreSQL (every
-  postgres process alive at the end; one that exited meanwhile is not counted).
+* CPU per time entry of the add-on (this process), the simulator and PostgreSQL: every
+  postgres process alive at the end (one that exited meanwhile is not counted; other
+  databases' work included), and the backends connected to the bench's database alone;
+* the garbage collector's collections during the bootstrap and the time they took.
 
 ``--simulator prerendered`` starts the simulator with ``--prerender``: pages are joined
 from each entry's JSON rendered at start, so the simulator's CPU per entry is close to
@@ -39,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import subprocess
 import sys
@@ -104,6 +111,42 @@ def postgres_cpu_since(before: dict[int, float]) -> float:
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in postgres_cpu_seconds().items())
 
 
+class GcTimer:
+    """Collections of the cyclic garbage collector and the time they took, by generation (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.count[info["generation"]] += 1
+            self.seconds[info["generation"]] += time.perf_counter() - self._started
+
+    def __enter__(self) -> GcTimer:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+
+async def database_backends_cpu_since(runtime: Runtime, before: dict[int, float]) -> float:
+    """CPU the backends connected to the bench's database now spent since ``before``: PostgreSQL's
+    work for this bootstrap without other databases' (other engineers' tests and benches)."""
+    async with runtime.sessions() as session:
+        pids = list((await session.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"))).scalars())
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(pid) - before.get(pid, 0.0)
+    return total
+
+
 def reset_peak_rss() -> None:
     # "5" resets VmHWM to the current RSS (proc(5), /proc/pid/clear_refs).
     with contextlib.suppress(OSError):
@@ -134,8 +177,11 @@ def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 600) -> d
     raise TimeoutError("the simulator did not start")
 
 
-async def copy_baseline(db_url: str, workspace_id: str, batch: int) -> tuple[int, float]:
-    """Rows/s of a plain binary COPY of the mirrored time entries into an empty, equally indexed table."""
+async def copy_baseline(db_url: str, workspace_id: str, batch: int) -> tuple[int, float, float, float]:
+    """A plain binary COPY of the mirrored time entries into an empty, equally indexed table, in
+    ``batch``-row COPY statements (each its own transaction, as the bootstrap's batches are):
+    rows copied, seconds spent in the COPY calls, and the CPU seconds the copying backend and
+    this process spent in them."""
     dsn = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
     conn = await asyncpg.connect(dsn)
     try:
@@ -144,7 +190,18 @@ async def copy_baseline(db_url: str, workspace_id: str, batch: int) -> tuple[int
         columns = [r["attname"] for r in await conn.fetch(
             "SELECT attname FROM pg_attribute WHERE attrelid = 'time_entries'::regclass AND attnum > 0 "
             "AND NOT attisdropped ORDER BY attnum")]
-        copied, spent = 0, 0.0
+        backend = conn.get_server_pid()
+        copied, spent, backend_cpu, client_cpu = 0, 0.0, 0.0, 0.0
+
+        async def copy(chunk: list[tuple[Any, ...]]) -> None:
+            nonlocal copied, spent, backend_cpu, client_cpu
+            started, pg0, own0 = time.perf_counter(), cpu_seconds(backend), time.process_time()
+            await conn.copy_records_to_table("bench_copy_baseline", records=chunk, columns=columns)
+            spent += time.perf_counter() - started
+            backend_cpu += cpu_seconds(backend) - pg0
+            client_cpu += time.process_time() - own0
+            copied += len(chunk)
+
         reader = await asyncpg.connect(dsn)
         try:
             async with reader.transaction():
@@ -153,20 +210,14 @@ async def copy_baseline(db_url: str, workspace_id: str, batch: int) -> tuple[int
                 async for record in cursor:
                     chunk.append(tuple(record))
                     if len(chunk) >= batch:
-                        started = time.perf_counter()
-                        await conn.copy_records_to_table("bench_copy_baseline", records=chunk, columns=columns)
-                        spent += time.perf_counter() - started
-                        copied += len(chunk)
+                        await copy(chunk)
                         chunk = []
                 if chunk:
-                    started = time.perf_counter()
-                    await conn.copy_records_to_table("bench_copy_baseline", records=chunk, columns=columns)
-                    spent += time.perf_counter() - started
-                    copied += len(chunk)
+                    await copy(chunk)
         finally:
             await reader.close()
         await conn.execute("DROP TABLE bench_copy_baseline")
-        return copied, spent
+        return copied, spent, backend_cpu, client_cpu
     finally:
         await conn.close()
 
@@ -178,10 +229,17 @@ async def run(args: argparse.Namespace) -> None:
     for mode, result in results.items():
         print(f"{mode + ' simulator':22s} {result['te_rate']:,.0f} time entries/s = {result['ratio']:.0%} of COPY "
               f"({result['copy_rate']:,.0f} rows/s); CPU per entry add-on {result['addon_us']:.1f} us, "
-              f"simulator {result['sim_us']:.1f} us, postgres {result['pg_us']:.1f} us")
+              f"simulator {result['sim_us']:.1f} us, postgres {result['pg_us']:.1f} us (this database's backends "
+              f"{result['own_pg_us']:.1f} us, COPY baseline's {result['copy_pg_us']:.1f} us); "
+              f"peak RSS {result['rss']:.0f} MB")
     addon_us = min(result["addon_us"] for result in results.values())
     print(f"target add-on CPU <= {TARGET_ADDON_US:.0f} us/time entry: "
           f"{'met' if addon_us <= TARGET_ADDON_US else 'missed'} ({addon_us:.1f} us)")
+    peak = max(result["rss"] for result in results.values())
+    print(f"target peak RSS < {TARGET_RSS_MB:.0f} MB: {'met' if peak < TARGET_RSS_MB else 'missed'} ({peak:.0f} MB; "
+          "with --simulator both the second run starts from the first one's heap)")
+    refused = sum(result["http_429"] for result in results.values())
+    print(f"target no 429 answers: {'met' if refused == 0 else 'missed'} ({refused:.0f})")
     if "prerendered" in results:
         ratio = results["prerendered"]["ratio"]
         print(f"target >= {TARGET_RATIO:.0%} of COPY with pre-rendered pages: "
@@ -241,7 +299,7 @@ async def figures(
         workspace_id = installed["workspaceId"]
         while await run_one(runtime, kinds=("register_webhooks",)):
             pass
-        calls_before = sum(s.value for s in runtime.metrics.api_calls.collect()[0].samples if s.name.endswith("_total"))
+        calls_before = sum(s.value for s in next(iter(runtime.metrics.api_calls.collect())).samples if s.name.endswith("_total"))
         await asyncio.sleep(1.1)  # let Clockify's bucket refill after the registration burst
         reset_peak_rss()
         rss_before, _ = rss_mb()
@@ -253,9 +311,11 @@ async def figures(
             profiler.start()
         cpu0 = (cpu_seconds(os.getpid()), cpu_seconds(sim_pid), postgres_cpu_seconds(), os.getloadavg()[0])
         t0 = time.perf_counter()
-        assert await run_one(runtime, kinds=("bootstrap",))
+        with GcTimer() as collector:
+            assert await run_one(runtime, kinds=("bootstrap",))
         elapsed = time.perf_counter() - t0
         cpu = (cpu_seconds(os.getpid()) - cpu0[0], cpu_seconds(sim_pid) - cpu0[1], postgres_cpu_since(cpu0[2]))
+        own_pg = await database_backends_cpu_since(runtime, cpu0[2])
         if profiler is not None:
             profiler.stop()
             Path(args.profile).write_text(profiler.output_text(unicode=False, color=False))  # noqa: ASYNC240 - after the measurement
@@ -269,10 +329,12 @@ async def figures(
     assert job is not None
     assert job.status == "DONE", job.error
     progress = job.progress
-    calls = sum(s.value for s in runtime.metrics.api_calls.collect()[0].samples if s.name.endswith("_total")) - calls_before
+    calls = sum(s.value for s in next(iter(runtime.metrics.api_calls.collect())).samples if s.name.endswith("_total")) - calls_before
     rows = entries + sum(tables.values())
     te_seconds = float(progress.get("time_entry_seconds") or elapsed)
-    copied, copy_seconds = await copy_baseline(db_url, workspace_id, args.batch)
+    load_before_copy = os.getloadavg()[0]
+    copied, copy_seconds, copy_pg_cpu, copy_client_cpu = await copy_baseline(db_url, workspace_id, args.batch)
+    load_after_copy = os.getloadavg()[0]
     page = settings.sync.report_page_size if progress.get("source") == "report" else settings.sync.page_size
     rate_bound = settings.rate_limit.rate * page
     copy_rate = copied / copy_seconds
@@ -288,7 +350,10 @@ async def figures(
           f"{'staging + merge only' if args.merge_only else 'direct COPY while rows are new'}")
     print(f"entities/s             {overall:,.0f} overall, {te_rate:,.0f} time entries/s in their phase")
     print(f"rate-limit bound       {settings.rate_limit.rate:.0f} req/s x {page} rows/page = {rate_bound:,.0f} rows/s")
-    print(f"COPY baseline          {copy_rate:,.0f} rows/s ({copied:,} rows in {copy_seconds:.1f} s, same rows, same indexes)")
+    print(f"COPY baseline          {copy_rate:,.0f} rows/s ({copied:,} rows in {copy_seconds:.1f} s, same rows, same indexes, "
+          f"{args.batch}-row COPY statements); CPU per row: postgres {copy_pg_cpu / copied * 1e6:.1f} us, "
+          f"client {copy_client_cpu / copied * 1e6:.1f} us; load average {load_before_copy:.2f} before, "
+          f"{load_after_copy:.2f} after")
     print(f"vs min(bound, COPY)    {te_rate / ceiling:.0%} time entries, {overall / ceiling:.0%} overall "
           f"(target >= {TARGET_RATIO:.0%})")
     print(f"429 answers            {stats['counters'].get('http.429', 0)}")
@@ -296,11 +361,16 @@ async def figures(
     print(f"CPU during bootstrap   add-on {cpu[0]:.1f} s, simulator {cpu[1]:.1f} s, postgres (all) {cpu[2]:.1f} s "
           f"= {sum(cpu) / elapsed:.2f} of {os.cpu_count()} cores; load average before {cpu0[3]:.2f}, "
           f"after {os.getloadavg()[0]:.2f}")
+    print(f"garbage collector      {sum(collector.seconds):.2f} s in {sum(collector.count):,} collections "
+          f"(by generation: {', '.join(f'{n:,} / {t:.2f} s' for n, t in zip(collector.count, collector.seconds, strict=True))})")
     per_entry = [c / entries * 1e6 for c in cpu]
+    own_pg_us = own_pg / entries * 1e6
     print(f"CPU per time entry     add-on {per_entry[0]:.1f} us (target <= {TARGET_ADDON_US:.0f}), "
-          f"simulator {per_entry[1]:.1f} us, postgres {per_entry[2]:.1f} us")
+          f"simulator {per_entry[1]:.1f} us, postgres {per_entry[2]:.1f} us (all), {own_pg_us:.1f} us (this "
+          f"database's backends; the COPY baseline's: {copy_pg_cpu / copied * 1e6:.1f} us)")
     return {"te_rate": te_rate, "copy_rate": copy_rate, "ratio": te_rate / ceiling, "addon_us": per_entry[0],
-            "sim_us": per_entry[1], "pg_us": per_entry[2]}
+            "sim_us": per_entry[1], "pg_us": per_entry[2], "rss": peak, "own_pg_us": own_pg_us,
+            "copy_pg_us": copy_pg_cpu / copied * 1e6, "http_429": float(stats["counters"].get("http.429", 0))}
 
 
 def main() -> None:

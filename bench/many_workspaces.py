@@ -7,23 +7,35 @@
 Loopback only. The simulator runs as its own process (``clockify-sim serve --fleet``): N
 workspaces, most small (up to ``--small-max-entries``), every ``1/--large-fraction``-th
 one with ``--large-entries``, ``--free-fraction`` of them on the Free plan (30 requests in
-any rolling hour, whole workspace; ``--free-per-hour`` sets it for the simulator and the service). ``clockify_addon`` runs as one uvicorn process, then as
+any rolling hour, whole workspace; ``--free-per-hour`` sets it for the simulator and the service). The
+service (``--service``: ``clockify_addon``, the default, or ``universal_webhook``, each
+configured under its own environment prefix) runs as one uvicorn process, then as
 two behind the loopback round-robin balancer (``clockify_core/testing/balancer.py``, a
-thread of this process) sharing Redis, each time on a fresh PostgreSQL database.
+thread of this process) sharing Redis, each time on a fresh PostgreSQL database. A figure
+that belongs to a job the service does not run (no sync capability: no bootstrap, no
+scheduled sync; no time entries: no history backfill) prints as "n/a (not in this service)".
 
 Per run: ``POST /__sim/install-all`` (the marketplace burst), then webhook traffic over all
 workspaces at ``--rate``/s for ``--duration`` s (Zipf-skewed towards a few active ones)
 while the service bootstraps them and its scheduler queues incremental syncs every
 ``--interval-minutes``. The run ends when every bootstrap is DONE and the traffic has been
-applied, or after ``--timeout`` s. Printed:
+applied (and at least ``--min-run`` s have passed, for the scheduled syncs), or after
+``--timeout`` s. Every ``--progress-every`` s a line shows the jobs by kind and status and the
+inbox backlog. Printed:
 
 * install burst time, and the time until every workspace's bootstrap is DONE (or how many
   were DONE at the timeout, and the rate they finished at);
 * freshness: for the latest traffic change of each entry, its mirror row's ``written_at``
-  minus the change's time, p50/p99/max, by plan and size; changes not in the mirror at the end;
+  minus the change's time, p50/p99/max, by plan and size; changes not in the mirror; read
+  when the inbox has settled (a later scheduled sync rewrites the rows it re-reads);
 * punctuality of scheduled syncs: the longest gap between a workspace's syncs (bootstrap
-  included, and up to the end of the run) minus its interval (Free: at least
-  ``sync.free_plan_interval_minutes``), the workspaces over ``--slack``;
+  included, and up to the end of the run) minus its interval as the scheduler reads it (the
+  installation's ``sync_interval_minutes``; Free: at least ``sync.free_plan_interval_minutes``),
+  the workspaces over ``--slack``. Installs store the manifest's default (15 minutes), which
+  wins over the deployment's ``sync.interval_minutes``: for another ``--interval-minutes``
+  every workspace's admin sets it right after the burst (``/__sim/settings-update``, a
+  SETTINGS_UPDATED each). Also the scheduled syncs still queued or running at the end, and
+  the history backfills DONE;
 * 429 answers, the highest Free-plan count in one rolling hour (limit ``--free-per-hour``,
   30 as on Clockify; raise it on both sides to see Free workspaces onboard within a run);
 * webhook ingest latency as the simulator (Clockify) saw it, p50/p99/max, during the run;
@@ -36,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import itertools
 import json
 import os
@@ -57,8 +70,12 @@ import httpx  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 
-from clockify_core.config import DatabaseConfig, SyncConfig  # noqa: E402
+from clockify_core import kit  # noqa: E402
+from clockify_core.config import DatabaseConfig, ServiceSettings, SyncConfig  # noqa: E402
 from clockify_core.db import create_engine  # noqa: E402
+from clockify_core.installations.models import Installation  # noqa: E402
+from clockify_core.installations.settings import SYNC_INTERVAL_MINUTES  # noqa: E402
+from clockify_core.sync.scheduler import interval_minutes  # noqa: E402
 from clockify_core.testing.balancer import RoundRobinBalancer  # noqa: E402
 from clockify_core.testing.databases import (  # noqa: E402
     create_migrated_database,
@@ -73,6 +90,32 @@ UNSERVED = ("getApprovalRequests", "getCategories", "getExpenses", "getHolidays"
             "findPoliciesForWorkspace")
 LARGE = 10_000  # entries from which a workspace counts as large in the figures
 TARGET_P99_MS = 50.0
+SERVICES = ("clockify_addon", "universal_webhook")
+NOT_HERE = "n/a (not in this service)"
+
+
+@dataclass(frozen=True)
+class Service:
+    """What the bench needs to know of the service package under test."""
+
+    name: str
+    app: str  # the uvicorn target
+    prefix: str  # its settings' first environment prefix (CLOCKIFY_, UNIVERSAL_WEBHOOK_)
+    syncs: bool  # bootstrap and scheduled incremental syncs (the sync capability)
+    backfills: bool  # history backfill of time entries (sync capability and a time-entry profile)
+
+
+def load_service(name: str) -> Service:
+    """Read the service's prefix, capabilities and profile from its package, as it runs them."""
+    if name not in SERVICES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(SERVICES)}")
+    app_module = importlib.import_module(f"{name}.app")
+    settings_cls = importlib.import_module(f"{name}.settings").Settings
+    assert issubclass(settings_cls, ServiceSettings)
+    syncs = kit.SYNC in app_module.CAPABILITIES
+    profile: kit.ServiceProfile = app_module.PROFILE
+    return Service(name=name, app=f"{name}.main:app", prefix=settings_cls.env_prefixes[0], syncs=syncs,
+                   backfills=syncs and profile.sync_time_entries)
 
 
 def status_kb(pid: int, field_name: str) -> float:
@@ -135,29 +178,55 @@ def wait_for_simulator(url: str, proc: subprocess.Popen[bytes], timeout: float =
 def service_env(args: argparse.Namespace, db_url: str, public_url: str, sim_url: str, key: str,
                 redis_prefix: str | None) -> dict[str, str]:
     db = DatabaseConfig()
+    p = args.service.prefix
     env = {
-        "CLOCKIFY_DB_URL": db_url,
-        "CLOCKIFY_BASE_URL": public_url,
-        "CLOCKIFY_PUBLIC_KEY": key,
-        "CLOCKIFY_ALLOWED_API_HOSTS": httpx.URL(sim_url).netloc.decode(),
-        "CLOCKIFY_SYNC__SKIP_OPERATIONS": ",".join(UNSERVED),
-        "CLOCKIFY_SYNC__INTERVAL_MINUTES": str(args.interval_minutes),
+        f"{p}DB_URL": db_url,
+        f"{p}BASE_URL": public_url,
+        f"{p}PUBLIC_KEY": key,
+        f"{p}ALLOWED_API_HOSTS": httpx.URL(sim_url).netloc.decode(),
+        f"{p}SYNC__SKIP_OPERATIONS": ",".join(UNSERVED),
+        f"{p}SYNC__INTERVAL_MINUTES": str(args.interval_minutes),
         # The deployment's pools, not the test suite's small ones (testing/processes.py).
-        "CLOCKIFY_DATABASE__POOL_SIZE": str(db.pool_size),
-        "CLOCKIFY_DATABASE__MAX_OVERFLOW": str(db.max_overflow),
-        "CLOCKIFY_RATE_LIMIT__FREE_PLAN_PER_HOUR": str(args.free_per_hour),
+        f"{p}DATABASE__POOL_SIZE": str(db.pool_size),
+        f"{p}DATABASE__MAX_OVERFLOW": str(db.max_overflow),
+        f"{p}RATE_LIMIT__FREE_PLAN_PER_HOUR": str(args.free_per_hour),
         "LOG_LEVEL": "WARNING",
     }
     if redis_prefix is not None:
-        env |= {"CLOCKIFY_REDIS_URL": test_redis_url(), "CLOCKIFY_REDIS__KEY_PREFIX": redis_prefix}
+        env |= {f"{p}REDIS_URL": test_redis_url(), f"{p}REDIS__KEY_PREFIX": redis_prefix}
     for item in args.env:
         key_, _, value = item.partition("=")
         env[key_] = value
     return env
 
 
-async def sample(engine: AsyncEngine, pids: list[int], started: float, samples: Samples, stop: asyncio.Event) -> None:
+PROGRESS_SQL = """
+SELECT kind || CASE WHEN kind = 'sync' THEN ':' || coalesce(params->>'reason', '') ELSE '' END, status, count(*)
+FROM jobs WHERE kind IN ('bootstrap', 'sync', 'backfill') AND status IN ('QUEUED', 'RUNNING', 'DONE')
+GROUP BY 1, 2
+"""
+
+
+async def progress_line(engine: AsyncEngine, elapsed: float) -> str:
+    """Jobs by kind (syncs by reason) as queued/running/DONE, and the inbox backlog: where a run's time goes."""
+    async with engine.connect() as conn:
+        counts = {(kind, status): int(c) for kind, status, c in await conn.execute(text(PROGRESS_SQL))}
+        inbox = int(await conn.scalar(text(
+            "SELECT count(*) FROM inbox_events WHERE status IN ('PENDING', 'PROCESSING')")) or 0)
+    kinds = sorted({kind for kind, _ in counts})
+    jobs = "; ".join(f"{k} {counts.get((k, 'QUEUED'), 0)}/{counts.get((k, 'RUNNING'), 0)}/{counts.get((k, 'DONE'), 0)}"
+                     for k in kinds)
+    return f"  [{elapsed:4.0f} s] jobs queued/running/DONE: {jobs or 'none'}; inbox backlog {inbox}; load {loadavg():.2f}"
+
+
+async def sample(engine: AsyncEngine, pids: list[int], started: float, samples: Samples, stop: asyncio.Event,
+                 every: float) -> None:
+    printed = time.monotonic()
     while not stop.is_set():
+        if every and time.monotonic() - printed >= every:
+            printed = time.monotonic()
+            with contextlib.suppress(Exception):
+                print(await progress_line(engine, printed - started), flush=True)
         with contextlib.suppress(Exception):
             async with engine.connect() as conn:
                 used = int(await conn.scalar(text(
@@ -194,7 +263,7 @@ async def scenario(args: argparse.Namespace, instances: int, sim_url: str, publi
     public = balancer.url if balancer else f"http://127.0.0.1:{ports[0]}"
     prefix = f"bench-many-{uuid.uuid4().hex[:8]}:" if instances > 1 else None
     env = service_env(args, db_url, public, sim_url, public_key, prefix)
-    services = [ServiceProcess("clockify_addon.main:app", env=env, port=port, log_path=tmp / f"instance-{n}.log",
+    services = [ServiceProcess(args.service.app, env=env, port=port, log_path=tmp / f"instance-{n}.log",
                                cwd=tmp) for n, port in enumerate(ports)]
     engine = create_engine(db_url)
     try:
@@ -216,19 +285,22 @@ async def scenario(args: argparse.Namespace, instances: int, sim_url: str, publi
 
 async def measure(args: argparse.Namespace, engine: AsyncEngine, services: list[ServiceProcess], pids: list[int],
                   sim_url: str, sim_pid: int, tmp: Path) -> dict[str, Any]:
-    n = args.workspaces
+    n: int = args.workspaces
     samples, stop = Samples(), asyncio.Event()
     started = time.monotonic()
-    sampler = asyncio.create_task(sample(engine, pids, started, samples, stop))
+    sampler = asyncio.create_task(sample(engine, pids, started, samples, stop, args.progress_every))
     deadline = started + args.timeout
-    out: dict[str, Any] = {"instances": len(services), "workspaces": n, "logs": str(tmp)}
+    out: dict[str, Any] = {"service": args.service.name, "instances": len(services), "workspaces": n, "logs": str(tmp)}
     async with httpx.AsyncClient(base_url=sim_url, timeout=3600, trust_env=False) as sim:
-        burst = (await sim.post("/__sim/install-all", json={"addonUrl": services[0].env["CLOCKIFY_BASE_URL"],
+        addon_url = services[0].env[f"{args.service.prefix}BASE_URL"]
+        burst = (await sim.post("/__sim/install-all", json={"addonUrl": addon_url,
                                                               "concurrency": args.install_concurrency})).json()
         out["install_s"] = time.monotonic() - started
         out["install_failed"] = len(burst["failed"])
         print(f"  installed {burst['installed']} in {out['install_s']:.1f} s ({len(burst['failed'])} failed); "
               f"load {loadavg():.2f}", flush=True)
+        if args.service.syncs and args.interval_minutes != SYNC_INTERVAL_MINUTES.default:
+            await set_interval(sim, args.interval_minutes, args.install_concurrency)
         traffic = {"rate": args.rate, "duration": args.duration, "allWorkspaces": True, "skew": args.skew}
         (await sim.post("/__sim/traffic", json=traffic)).raise_for_status()
 
@@ -244,12 +316,24 @@ async def measure(args: argparse.Namespace, engine: AsyncEngine, services: list[
             pending = await scalar(engine, "SELECT count(*) FROM inbox_events WHERE status IN ('PENDING', 'PROCESSING')")
             return int(pending or 0) == 0
 
-        if await wait_until("every bootstrap", all_bootstrapped, deadline):
+        if not args.service.syncs:
+            print(f"  every bootstrap DONE: {NOT_HERE}", flush=True)
+        elif await wait_until("every bootstrap", all_bootstrapped, deadline):
             out["bootstrap_all_s"] = time.monotonic() - started
             print(f"  every bootstrap DONE after {out['bootstrap_all_s']:.1f} s; load {loadavg():.2f}", flush=True)
         await wait_until("the traffic", traffic_done, deadline)
         await sim.post("/__sim/deliveries/drain", json={"timeout": max(5.0, deadline - time.monotonic())})
         await wait_until("the inbox", settled, deadline)
+        # Freshness is read now: a scheduled sync that re-reads a changed entry later rewrites its row
+        # (written_at) though the webhook had already brought the change.
+        changes = (await sim.get("/__sim/traffic/changes")).json()["changes"]
+        mirror = await mirror_rows(engine, {c["entryId"] for c in changes})
+        out["freshness_read_s"] = time.monotonic() - started
+        if args.service.syncs and time.monotonic() < min(deadline, started + args.min_run):
+            # Scheduled syncs fall due an interval after each bootstrap: give them time to run.
+            print(f"  settled after {time.monotonic() - started:.0f} s; running on to {min(args.min_run, args.timeout):.0f} s "
+                  "for the scheduled syncs", flush=True)
+            await asyncio.sleep(min(deadline, started + args.min_run) - time.monotonic())
         out["elapsed_s"] = time.monotonic() - started
         stop.set()
         await sampler
@@ -257,14 +341,43 @@ async def measure(args: argparse.Namespace, engine: AsyncEngine, services: list[
         out["rss_mb"] = {f"addon-{i}": round(status_kb(pid, "VmHWM")) for i, pid in enumerate(pids)}
         out["rss_mb"]["simulator"] = round(status_kb(sim_pid, "VmHWM"))
         stats = (await sim.get("/__sim/stats")).json()
-        changes = (await sim.get("/__sim/traffic/changes")).json()["changes"]
         deliveries = (await sim.get("/__sim/deliveries")).json()["deliveries"]
-    out |= await figures(args, engine, stats, changes, deliveries, samples)
+    out |= await figures(args, engine, stats, changes, mirror, deliveries, samples)
     return out
 
 
+async def set_interval(sim: httpx.AsyncClient, minutes: int, concurrency: int) -> None:
+    """Every workspace's admin sets ``sync_interval_minutes`` (SETTINGS_UPDATED), as the burst left it at the
+    manifest's default: the deployment's ``sync.interval_minutes`` only counts for an installation without it."""
+    t0 = time.monotonic()
+    installations = (await sim.get("/__sim/installations")).json()
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(addon_id: str) -> None:
+        async with gate:
+            change = [{"id": SYNC_INTERVAL_MINUTES.id, "value": minutes}]
+            (await sim.post("/__sim/settings-update", json={"addonId": addon_id, "settings": change})).raise_for_status()
+
+    await asyncio.gather(*(one(i["addonId"]) for i in installations))
+    print(f"  {SYNC_INTERVAL_MINUTES.id} set to {minutes} on {len(installations)} installations in "
+          f"{time.monotonic() - t0:.1f} s (SETTINGS_UPDATED); load {loadavg():.2f}", flush=True)
+
+
+async def mirror_rows(engine: AsyncEngine, entry_ids: set[str]) -> dict[str, tuple[datetime, datetime | None]]:
+    """``written_at`` and ``deleted_at`` of the mirror rows of ``entry_ids``."""
+    mirror: dict[str, tuple[datetime, datetime | None]] = {}
+    ids = sorted(entry_ids)
+    async with engine.connect() as conn:
+        for i in range(0, len(ids), 5000):
+            rows = await conn.execute(text("SELECT id, written_at, deleted_at FROM time_entries WHERE id = ANY(:ids)"),
+                                      {"ids": ids[i:i + 5000]})
+            mirror.update({r[0]: (r[1], r[2]) for r in rows})
+    return mirror
+
+
 async def figures(args: argparse.Namespace, engine: AsyncEngine, stats: dict[str, Any], changes: list[dict[str, Any]],
-                  deliveries: list[dict[str, Any]], samples: Samples) -> dict[str, Any]:
+                  mirror: dict[str, tuple[datetime, datetime | None]], deliveries: list[dict[str, Any]],
+                  samples: Samples) -> dict[str, Any]:
     plans: dict[str, str] = stats["plans"]
     size = {ws: "large" if e["live"] >= LARGE else "small" for ws, e in stats["entries"].items()}
     out: dict[str, Any] = {}
@@ -272,20 +385,21 @@ async def figures(args: argparse.Namespace, engine: AsyncEngine, stats: dict[str
         jobs = (await conn.execute(text(
             "SELECT workspace_id, kind, status, params, finished_at FROM jobs WHERE kind IN ('bootstrap', 'sync')"
         ))).all()
+        backfills = {str(status): int(c) for status, c in await conn.execute(text(
+            "SELECT status, count(*) FROM jobs WHERE kind = 'backfill' GROUP BY status"))}
         registrations = (await conn.execute(text(
             "SELECT workspace_id, kind, status FROM jobs WHERE kind = 'register_webhooks'"))).all()
         now: datetime = await conn.scalar(text("SELECT now()"))
+        # Each workspace's interval as the scheduler computes it (its setting, the Free plan's floor).
+        sync = SyncConfig(interval_minutes=args.interval_minutes)
+        intervals = {ws: interval_minutes(sync, Installation(settings=settings, subscription_plan=plan)) * 60
+                     for ws, settings, plan in await conn.execute(text(
+                         "SELECT workspace_id, settings, subscription_plan FROM installations"))}
         out["db_mb"] = round(int(await conn.scalar(text("SELECT pg_database_size(current_database())")) or 0) / 2**20)
-        # Freshness: the latest change of each entry against its mirror row.
-        latest: dict[str, dict[str, Any]] = {}
-        for change in changes:
-            latest[change["entryId"]] = change
-        mirror: dict[str, tuple[datetime, datetime | None]] = {}
-        ids = list(latest)
-        for i in range(0, len(ids), 5000):
-            rows = await conn.execute(text("SELECT id, written_at, deleted_at FROM time_entries WHERE id = ANY(:ids)"),
-                                      {"ids": ids[i:i + 5000]})
-            mirror.update({r[0]: (r[1], r[2]) for r in rows})
+    # Freshness: the latest change of each entry against its mirror row when the inbox settled.
+    latest: dict[str, dict[str, Any]] = {}
+    for change in changes:
+        latest[change["entryId"]] = change
     lags: dict[str, list[float]] = defaultdict(list)
     missing: dict[str, int] = defaultdict(int)
     for entry_id, change in latest.items():
@@ -306,11 +420,13 @@ async def figures(args: argparse.Namespace, engine: AsyncEngine, stats: dict[str
     out["changes"] = len(latest)
 
     # Punctuality: the longest gap between a workspace's syncs, the open one up to now included.
-    sync = SyncConfig()
     finished: dict[str, list[datetime]] = defaultdict(list)
     bootstrapped: set[str] = set()
     scheduled = 0
+    scheduled_open: dict[str, int] = defaultdict(int)  # status -> scheduled syncs not finished at the end
     for ws, kind, status, params, at in jobs:
+        if kind == "sync" and (params or {}).get("reason") == "schedule" and status in ("QUEUED", "RUNNING"):
+            scheduled_open[status] += 1
         if status != "DONE" or at is None:
             continue
         if kind == "bootstrap":
@@ -322,9 +438,7 @@ async def figures(args: argparse.Namespace, engine: AsyncEngine, stats: dict[str
     worst, late = 0.0, 0
     by_plan_worst: dict[str, float] = defaultdict(float)
     for ws, times in finished.items():
-        interval = args.interval_minutes * 60
-        if plans.get(ws) == "free":
-            interval = max(interval, sync.free_plan_interval_minutes * 60)
+        interval = intervals.get(ws) or args.interval_minutes * 60
         marks = [*sorted(times), now]
         gap = max((b - a).total_seconds() for a, b in itertools.pairwise(marks))
         delay = gap - interval
@@ -334,6 +448,8 @@ async def figures(args: argparse.Namespace, engine: AsyncEngine, stats: dict[str
     out["bootstrapped"] = len(bootstrapped)
     out["registered"] = sum(1 for _, kind, status, *_ in registrations if status == "DONE")
     out["scheduled_syncs"] = scheduled
+    out["scheduled_open"] = dict(scheduled_open)
+    out["backfills"] = backfills
     out["worst_delay_s"] = worst
     out["late_workspaces"] = late
     out["worst_delay_by_plan"] = dict(by_plan_worst)
@@ -360,9 +476,12 @@ async def figures(args: argparse.Namespace, engine: AsyncEngine, stats: dict[str
 def report(result: dict[str, Any]) -> None:
     n = result["workspaces"]
     print()
-    print(f"== {result['instances']} instance(s), {n:,} workspaces (logs in {result['logs']})")
+    service = result["service_spec"]
+    print(f"== {service.name}, {result['instances']} instance(s), {n:,} workspaces (logs in {result['logs']})")
     print(f"install burst            {result['install_s']:.1f} s ({result['install_failed']} failed)")
-    if "bootstrap_all_s" in result:
+    if not service.syncs:
+        print(f"every bootstrap DONE     {NOT_HERE}")
+    elif "bootstrap_all_s" in result:
         print(f"every bootstrap DONE     {result['bootstrap_all_s']:.1f} s after the burst began")
     else:
         print(f"every bootstrap DONE     NOT within the run: {result['bootstrapped']:,} of {n:,} "
@@ -371,13 +490,25 @@ def report(result: dict[str, Any]) -> None:
           f"({result['registered'] / result['elapsed_s'] * 60:.1f}/min over the run)")
     print(f"run length               {result['elapsed_s']:.0f} s; load average min/mean/max "
           f"{result['load']['min']:.2f}/{result['load']['mean']:.2f}/{result['load']['max']:.2f} on {os.cpu_count()} cores")
-    print(f"freshness (change -> mirror row), {result['changes']:,} entries changed:")
+    print(f"freshness (change -> mirror row, read {result['freshness_read_s']:.0f} s into the run), "
+          f"{result['changes']:,} entries changed:")
     for group, f in result["freshness"].items():
         print(f"  {group:12s}           p50 {f['p50']:.2f} s, p99 {f['p99']:.2f} s, max {f['max']:.2f} s (n={f['n']})")
-    print(f"  not in the mirror at the end: {result['not_in_mirror'] or 0}")
-    print(f"scheduled syncs          {result['scheduled_syncs']:,} DONE; worst delay past the interval "
-          f"{result['worst_delay_s']:.0f} s (by plan {({k: round(v) for k, v in result['worst_delay_by_plan'].items()})}); "
-          f"{result['late_workspaces']} workspaces over the slack")
+    print(f"  not in the mirror when settled: {result['not_in_mirror'] or 0}")
+    if not service.syncs:
+        print(f"scheduled syncs          {NOT_HERE}")
+    else:
+        open_ = result["scheduled_open"]
+        print(f"scheduled syncs          {result['scheduled_syncs']:,} DONE ({open_.get('QUEUED', 0)} queued, "
+              f"{open_.get('RUNNING', 0)} running at the end); worst delay past the interval "
+              f"{result['worst_delay_s']:.0f} s (by plan {({k: round(v) for k, v in result['worst_delay_by_plan'].items()})}); "
+              f"{result['late_workspaces']} workspaces over the slack")
+    if not service.backfills:
+        print(f"history backfills        {NOT_HERE}")
+    else:
+        backfills = result["backfills"]
+        others = ", ".join(f"{v} {k}" for k, v in sorted(backfills.items()) if k != "DONE") or "none other"
+        print(f"history backfills        {backfills.get('DONE', 0):,} DONE of {sum(backfills.values()):,} ({others})")
     print(f"429 answers              {result['http_429']} (Free quota refusals {result['free_quota_429']}); "
           f"Free peak {result['free_peak']} in one hour (limit {result['free_limit']})")
     ingest = result["ingest_ms"]
@@ -386,14 +517,14 @@ def report(result: dict[str, Any]) -> None:
     print(f"peak RSS                 {result['rss_mb']} MB")
     print(f"PostgreSQL connections   peak {result['pg_connections_peak']} (pools allow {result['pg_connections_bound']})")
     print(f"database size            {result['db_mb']} MB")
-    print("json " + json.dumps({k: v for k, v in result.items() if k != "logs"}, default=str))
+    print("json " + json.dumps({k: v for k, v in result.items() if k not in ("logs", "service_spec")}, default=str))
 
 
 async def run(args: argparse.Namespace) -> None:
     keys = Path(tempfile.mkdtemp(prefix="bench-many-keys-"))
     port = free_port()
     sim_url = f"http://127.0.0.1:{port}"
-    print(f"generating {args.workspaces:,} workspaces in the simulator ... load {loadavg():.2f}", flush=True)
+    print(f"service {args.service.name}; generating {args.workspaces:,} workspaces in the simulator ... load {loadavg():.2f}", flush=True)
     t0 = time.monotonic()
     proc = start_simulator(port, keys, args)
     try:
@@ -408,7 +539,7 @@ async def run(args: argparse.Namespace) -> None:
                     (await control.post("/__sim/reset")).raise_for_status()
             args.instances_now = instances
             print(f"-- {instances} instance(s)", flush=True)
-            report(await scenario(args, instances, sim_url, key, proc.pid))
+            report(await scenario(args, instances, sim_url, key, proc.pid) | {"service_spec": args.service})
     finally:
         proc.terminate()
         proc.wait(60)
@@ -416,6 +547,8 @@ async def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--service", type=load_service, default="clockify_addon", metavar="|".join(SERVICES),
+                        help="the service package under test (default clockify_addon)")
     parser.add_argument("--workspaces", type=int, default=1000)
     parser.add_argument("--instances", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2],
                         help="comma-separated instance counts to run one after the other (default 1,2)")
@@ -423,6 +556,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=300.0, help="seconds of traffic")
     parser.add_argument("--skew", type=float, default=1.0, help="Zipf exponent of the traffic over workspaces")
     parser.add_argument("--timeout", type=float, default=1200.0, help="seconds a run may last at most")
+    parser.add_argument("--min-run", type=float, default=0.0,
+                        help="seconds the run lasts at least (at most --timeout) once settled, so scheduled syncs can run")
+    parser.add_argument("--progress-every", type=float, default=60.0,
+                        help="print jobs by kind/status and the inbox backlog every so many seconds (0: never)")
     parser.add_argument("--interval-minutes", type=int, default=SyncConfig().interval_minutes,
                         help="incremental sync interval (default: the deployment default)")
     parser.add_argument("--slack", type=float, default=60.0, help="seconds a scheduled sync may be late")

@@ -72,6 +72,26 @@ def ensure_success(response: httpx.Response) -> httpx.Response:
     return response
 
 
+# What a read response's stream becomes (:func:`released`): nothing left to read or close.
+_READ_STREAM = httpx.ByteStream(b"")
+
+
+def released(response: httpx.Response) -> httpx.Response:
+    """``response``, its body read, no longer in a reference cycle with its stream.
+
+    httpx wraps the stream of every response it sends in an object that points back at the
+    response (to time it on close). That cycle keeps a response, body included, alive until the
+    cyclic garbage collector's next pass over the generation it has reached; a bulk pull's
+    pages of several MB then pile up between full collections. Once the body is read the
+    stream is spent, so it is swapped for an empty one and reference counting frees the
+    response as soon as its last user drops it. ``content``, ``json()`` and ``aread()`` keep
+    answering from the body read.
+    """
+    if response.is_stream_consumed and response.is_closed:
+        response.stream = _READ_STREAM
+    return response
+
+
 def decode_json(response: httpx.Response) -> Any:
     """The JSON body of a successful response; ``None`` for an empty body (e.g. 204)."""
     if response.status_code == 204 or not response.content.strip():
@@ -314,10 +334,11 @@ class WorkspaceApi:
             extensions=extensions,
         )
         try:
-            return await self._http.send(request)
+            response = await self._http.send(request)
         except httpx.RequestError as exc:
             attempts = int(request.extensions.get(EXT_ATTEMPTS, 1))
             raise ClockifyApiError.from_exception(exc, request, attempts=attempts) from exc
+        return released(response)
 
     async def request_json(
         self,

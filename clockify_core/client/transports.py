@@ -350,7 +350,10 @@ class RetryTransport(httpx.AsyncBaseTransport):
             if outcome.failed:
                 exc = outcome.exception()
                 return policy.reason_for_error(exc, idempotent) if isinstance(exc, httpx.TransportError) else None
-            return policy.reason_for_status(_response(state).status_code, idempotent)
+            response = _response(state)
+            if response.status_code == 429 and self._asks_too_long(request, response):
+                return None  # the caller may not wait that long: it gets the 429 (and defers)
+            return policy.reason_for_status(response.status_code, idempotent)
 
         def wait(state: RetryCallState) -> float:
             if state.attempt_number >= policy.max_attempts:
@@ -408,6 +411,15 @@ class RetryTransport(httpx.AsyncBaseTransport):
         request.extensions[EXT_ATTEMPTS] = 0
         response: httpx.Response = await retrying(attempt)
         return response
+
+    def _asks_too_long(self, request: httpx.Request, response: httpx.Response) -> bool:
+        """A ``Retry-After`` beyond the wait this request allows for the rate budget
+        (``EXT_RATE_LIMIT_MAX_WAIT``, e.g. a Free-plan pull's few seconds)."""
+        cap = request.extensions.get(EXT_RATE_LIMIT_MAX_WAIT)
+        if not isinstance(cap, int | float):
+            return False
+        delay = parse_retry_after(response.headers.get("Retry-After"), now=self._clock())
+        return delay is not None and delay > cap
 
     async def aclose(self) -> None:
         await self._inner.aclose()

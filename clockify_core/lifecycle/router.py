@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header
 
 from clockify_core.db.after_commit import after_commit
+from clockify_core.db.base import utcnow
 from clockify_core.deps import RuntimeDep, SessionDep
 from clockify_core.errors import TokenInvalid, Unauthorized
 from clockify_core.lifecycle import service
@@ -17,6 +18,7 @@ from clockify_core.lifecycle.schemas import (
     SettingsUpdatedPayload,
     StatusChangedPayload,
 )
+from clockify_core.sync import scheduler
 
 router = APIRouter(prefix="/lifecycle", tags=["lifecycle"])
 
@@ -88,6 +90,10 @@ async def status_changed(
 
 
 @router.post("/settings-updated", responses=_REFUSALS, summary="An admin changed the add-on's settings")
-async def settings_updated(payload: SettingsUpdatedPayload, auth: SettingsAuth, session: SessionDep) -> LifecycleAck:
-    await service.update_settings(session, auth, payload)
+async def settings_updated(
+    payload: SettingsUpdatedPayload, auth: SettingsAuth, runtime: RuntimeDep, session: SessionDep
+) -> LifecycleAck:
+    installation = await service.update_settings(session, auth, payload)
+    # A shorter sync interval applies from now, not after the run planned under the old one.
+    await scheduler.replan(session, runtime.settings.sync, installation, utcnow())
     return LifecycleAck(status="settings-updated", workspace_id=payload.workspace_id)

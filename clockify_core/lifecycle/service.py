@@ -339,7 +339,10 @@ async def change_status(session: AsyncSession, auth: LifecycleToken, payload: St
     log.info("lifecycle.status_changed", workspace_id=payload.workspace_id, status=payload.status)
 
 
-async def update_settings(session: AsyncSession, auth: LifecycleToken, payload: SettingsUpdatedPayload) -> None:
+async def update_settings(
+    session: AsyncSession, auth: LifecycleToken, payload: SettingsUpdatedPayload
+) -> Installation:
+    """Store the settings (clamped); returns the installation they now belong to."""
     installation = await _current_installation(session, auth, payload.workspace_id, payload.addon_id)
     ids = [s.id for s in payload.settings]
     if len(set(ids)) != len(ids):
@@ -350,4 +353,5 @@ async def update_settings(session: AsyncSession, auth: LifecycleToken, payload: 
         log.warning("lifecycle.setting_clamped", workspace_id=payload.workspace_id, setting=change.id,
                     given=change.given, stored=change.stored)
     log.info("lifecycle.settings_updated", workspace_id=payload.workspace_id, count=len(ids))
+    return installation
 

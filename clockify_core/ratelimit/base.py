@@ -50,14 +50,15 @@ class Limit:
         """Seconds for an empty bucket to fill up completely."""
         return self.burst / self.rate
 
-    def full_after(self, wait: float) -> float:
-        """Seconds until the bucket is full again, when a token is ``wait`` seconds away.
+    def ready_after(self, wait: float, tokens: int) -> float:
+        """Seconds until ``tokens`` (at most ``burst``) are stored, when the first is ``wait``
+        seconds away.
 
-        Tokens come back at ``rate``, so the other ``burst - 1`` follow the first one at that
-        pace (if nobody else spends them meanwhile). A job that goes back to the queue
-        resumes then: it gets a whole bucket's worth of requests, not one per claim.
+        Tokens come back at ``rate``, so the others follow the first one at that pace (if
+        nobody else spends them meanwhile). A job that goes back to the queue resumes then,
+        with several requests to go on with rather than one per claim.
         """
-        return max(0.0, wait) + (self.burst - 1) / self.rate
+        return max(0.0, wait) + (min(max(1, tokens), self.burst) - 1) / self.rate
 
 
 def check_cost(cost: int, limit: Limit) -> None:

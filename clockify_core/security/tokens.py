@@ -250,20 +250,20 @@ class TokenVerifier:
     def clear_cache(self) -> None:
         self._cache.clear()
 
-    async def verify(self, token: str, kind: TokenKind) -> ClockifyClaims:
+    async def verify(self, token: str, kind: TokenKind, *, digest: str | None = None) -> ClockifyClaims:
         """Verify ``token`` as a token of ``kind`` and return its claims.
 
-        Raises :class:`TokenInvalid` naming the reason for any refusal.
+        ``digest`` is the token's :func:`~clockify_core.security.crypto.token_digest` when the
+        caller has it already. Raises :class:`TokenInvalid` naming the reason for any refusal.
         """
         try:
-            return await self._verify(token, kind)
+            return await self._verify(token, kind, digest or token_digest(token))
         except TokenInvalid as exc:
             log.info("token.rejected", kind=kind.value, reason=exc.detail)
             raise
 
-    async def _verify(self, token: str, kind: TokenKind) -> ClockifyClaims:
+    async def _verify(self, token: str, kind: TokenKind, digest: str) -> ClockifyClaims:
         header_segment, _, _ = _split_compact(token)
-        digest = token_digest(token)
         cached = self._cache.get(digest)
         if cached is not None:
             try:

@@ -65,7 +65,6 @@ class _PgTable:
         else:
             self.columns = [*typed[0], *_TAIL]
             assert sorted(self.columns) == sorted(c.name for c in table.columns), table.name
-        self.json_at = tuple(i for i, c in enumerate(typed[0] if typed else ()) if c in json)
         self.plan = [(c, c in json) for c in self.columns]
         keys = [c.name for c in table.primary_key.columns]
         self.stage = f"sync_stage_{table.name}"
@@ -97,20 +96,16 @@ class _PgTable:
                     row.update(written_at=now, written_by=written_by, last_event=None, deleted_at=None)
                     out[row_id] = tuple([dumps(row.get(c)).decode() if is_json else row.get(c) for c, is_json in plan])
             return out
-        # The tuple mapping: no intermediate dict per row, the body's JSON dumped once as ``raw``.
-        json_at = self.json_at
+        # The tuple mapping (JSON columns already JSON text): no intermediate dict per row, the
+        # body's JSON dumped once as ``raw``.
         for body in bodies:
             row_id = body.get("id")
             if type(row_id) is not str or not row_id:  # the API's own id first; entity_id knows the rest
                 row_id = entity_id(kind, body)
                 if row_id is None:
                     continue
-            typed = list(values(body))
-            for i in json_at:
-                value = typed[i]
-                typed[i] = "[]" if value == [] else dumps(value).decode()
             raw = dumps(body if type(body) is dict else dict(body)).decode()
-            out[row_id] = (*typed, workspace_id, row_id, raw, now, written_by, None, None)
+            out[row_id] = (*values(body), workspace_id, row_id, raw, now, written_by, None, None)
         return out
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import structlog
 
 from clockify_core.db.base import utcnow
+from clockify_core.installations.repository import get_installation
 from clockify_core.installations.settings import BACKFILL_MONTHS, HISTORY_MONTHS, number
 from clockify_core.jobs import queue
 from clockify_core.jobs.models import JobKind
@@ -192,8 +193,11 @@ async def _bootstrap(pull: Pull) -> None:
         await ctx.checkpoint({**ctx.cursor, "backfill_queued": True})
         pull.runtime.jobs_wakeup.set()
     async with pull.ctx.transaction() as session:
+        # Planned from the settings as they are now: an admin may have changed the interval
+        # while the bootstrap ran.
+        installation = await get_installation(session, pull.workspace_id) or pull.installation
         await state.set_fields(session, pull.workspace_id, WORKSPACE_KIND,
-                               next_run_at=next_run(pull.runtime.settings.sync, pull.installation, utcnow()))
+                               next_run_at=next_run(pull.runtime.settings.sync, installation, utcnow()))
     pull.progress.fraction(1, 1)
 
 

@@ -126,6 +126,8 @@ async def _one(pull: Pull, endpoint: Endpoint, on_done: Any) -> None:
     saved = pull.resumed(step)
     started = instant(saved.get("started")) or utcnow()
     projects: set[str] = set(saved.get("projects", []))  # listed completely by an earlier claim
+    first_page = int(saved.get("page", 1))  # pages before it were written by an earlier claim
+    page = first_page
     ws = pull.workspace_id
     sink = Sink(pull.writer, endpoint.kind, ws, written_by=pull.written_by, batch_rows=pull.config.batch_rows,
                 writers=1, progress=pull.progress)
@@ -133,16 +135,17 @@ async def _one(pull: Pull, endpoint: Endpoint, on_done: Any) -> None:
         if endpoint.per_project:
             await _per_project(pull, endpoint, sink, projects)
         else:
-            async for page in pull.fetcher.pages(
+            async for items in pull.fetcher.pages(
                 endpoint.url(ws), endpoint.page_size, api=endpoint.api, params=endpoint.params,
-                size_param=endpoint.size_param, items_path=endpoint.items_path,
+                size_param=endpoint.size_param, items_path=endpoint.items_path, first=first_page,
             ):
-                await sink.add(page)
+                await sink.add(items)
+                page += 1
         written = await sink.close()
     except RateLimited:
         await sink.close()
-        if projects:
-            await pull.keep(step, {"started": started.isoformat(), "projects": sorted(projects)})
+        if projects or page > 1:
+            await pull.keep(step, {"started": started.isoformat(), "projects": sorted(projects), "page": page})
         raise
     except ClockifyApiError as exc:
         await sink.abort()
@@ -164,7 +167,9 @@ async def _one(pull: Pull, endpoint: Endpoint, on_done: Any) -> None:
         raise
     await pull.keep(step, None)
     gone = 0
-    if pull.config.reference_deletions:
+    # A listing resumed by page number may have missed a row that moved to an earlier page
+    # between claims (a deletion before it): no tombstones from it; the next whole listing has them.
+    if pull.config.reference_deletions and first_page == 1:
         gone = await pull.writer.tombstone_unseen(endpoint.kind, ws, before=started, written_by=pull.written_by)
     total = await pull.writer.count_live(endpoint.kind, ws)
     async with pull.ctx.transaction() as session:

@@ -21,8 +21,8 @@ afterwards records the outcome on the workspace's ``sync_state`` row:
 
 On the Free plan the bound is :data:`FREE_PLAN_MAX_WAIT` seconds, not minutes: a token of
 30 an hour is 133 s away, and a job loop sleeping for each would hold a worker for hours
-while other workspaces wait (docs/scaling.md, "Fairness"). Such a job defers until the
-bucket is full again, and every step checkpoints what it has written
+while other workspaces wait (docs/scaling.md, "Fairness"). Such a job defers until a few
+requests' worth has refilled (:data:`RESUME_REQUESTS`), and every step checkpoints what it has written
 (:meth:`Pull.resumed`, :meth:`Pull.keep`), so each claim goes on where the last stopped:
 a job needing more requests than the bucket holds completes over several claims.
 
@@ -72,6 +72,11 @@ class BadParams(ValueError):
 LOADERS = frozenset({"bootstrap", "backfill"})
 # The longest a Free-plan pull waits in its job loop for a token; a longer wait defers the job.
 FREE_PLAN_MAX_WAIT = 5.0
+# Tokens a deferred pull waits for before it is claimed again: a Free bucket's whole burst
+# (3 of 30 an hour), so one claim buys several requests; a bigger bucket (a higher
+# RATE_LIMIT__FREE_PLAN_PER_HOUR) is not waited for to the brim, which would always take a
+# tenth of an hour however little is left to read.
+RESUME_REQUESTS = 3
 # The job cursor's key for steps an earlier claim began and did not finish (Pull.keep).
 PARTIAL = "partial"
 
@@ -123,9 +128,10 @@ class Pull:
         self.fetcher.slots = asyncio.Semaphore(1 if plan == FREE_PLAN else self.config.concurrency)
 
     def defer_for(self, wait: float) -> float:
-        """Seconds to give the worker back when a token is ``wait`` seconds away: until the
-        budget is full again, so the next claim has a bucket's worth of requests to go on with."""
-        return (self.api.rate_limit or self.runtime.limiter.default).full_after(wait)
+        """Seconds to give the worker back when a token is ``wait`` seconds away: until
+        ``RESUME_REQUESTS`` tokens are back (a Free bucket's whole 3), so the next claim has
+        several requests to go on with, yet a larger bucket is not waited for to the brim."""
+        return (self.api.rate_limit or self.runtime.limiter.default).ready_after(wait, RESUME_REQUESTS)
 
     def resumed(self, step: str) -> dict[str, Any]:
         """What an earlier claim saved of ``step`` (:meth:`keep`); empty when it starts afresh."""

@@ -80,6 +80,16 @@ def next_run(config: SyncConfig, installation: Installation, now: datetime) -> d
     return min(candidates) if candidates else None
 
 
+async def replan(session: AsyncSession, config: SyncConfig, installation: Installation, now: datetime) -> None:
+    """After the workspace's settings changed (SETTINGS_UPDATED): a run already planned comes
+    no later than the new interval allows from ``now``. A shorter interval so takes effect at
+    once, not after the run planned under the old one; a longer one waits for that run."""
+    row = await session.get(SyncState, (installation.workspace_id, WORKSPACE_KIND))
+    following = next_run(config, installation, now)
+    if row is not None and row.next_run_at is not None and following is not None and following < row.next_run_at:
+        row.next_run_at = following
+
+
 def _due(config: SyncConfig, installation: Installation, row: SyncState | None, busy: bool, now: datetime) -> datetime | None:
     """The workspace's next run after this one when it is due now; None when it is not."""
     if busy or not enabled(installation):

@@ -5,13 +5,22 @@ Fetch tasks hand pages to a :class:`Sink`; it cuts them into batches of
 own transaction (:class:`~clockify_core.sync.bulk.BulkWriter`). The queue between
 them holds at most one batch per writer, so a fast API cannot outrun the database
 with the whole workspace in memory: ``add`` waits when the writers are behind.
+
+That alone lets every fetch task take one more page before it waits, so with
+``sync.concurrency`` requests in flight the rows held grow with the concurrency.
+Fetch tasks that read large pages therefore ask for :meth:`Sink.room` before each
+request: it waits while the rows held (buffered, queued, being written) plus the page
+sizes of the requests in flight reach :attr:`Sink.max_rows` (``sync.batch_rows`` x
+(``sync.writers`` + 2)), so they stay under that plus one page, whatever the concurrency.
+With the defaults (5,000-row batches and pages, two writers) that is up to four page
+requests in flight while the writers keep up, fewer while they are behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -43,6 +52,37 @@ class Sink:
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=writers)
         self._tasks = [asyncio.create_task(self._write_loop()) for _ in range(writers)]
         self._error: BaseException | None = None
+        # The bound :meth:`room` keeps: rows held (see :attr:`held`) plus rows promised to requests.
+        self.max_rows = batch_rows * (writers + 2)
+        self._out = 0  # rows handed to the writers (queued or being written), not yet written
+        self._promised = 0  # rows :meth:`room` set aside for requests in flight
+        self._freed = asyncio.Event()
+
+    @property
+    def held(self) -> int:
+        """Rows taken and not yet written: buffered, queued, or being written."""
+        return len(self._buffer) + self._out
+
+    @contextlib.asynccontextmanager
+    async def room(self, rows: int) -> AsyncIterator[None]:
+        """Wait until the rows held and promised are under :attr:`max_rows`, then promise ``rows``
+        (the size of the page about to be requested) until the block ends; the page is taken
+        (:meth:`take`) inside it. Held plus promised rows so stay under ``max_rows`` plus one page.
+
+        Only rows handed to the writers can fall while a fetch task waits: the buffer alone is
+        below ``batch_rows``, which is below ``max_rows``, so a wait always ends.
+        """
+        while self.held + self._promised >= self.max_rows:
+            self._raise()
+            self._freed.clear()
+            await self._freed.wait()
+        self._raise()
+        self._promised += rows
+        try:
+            yield
+        finally:
+            self._promised -= rows
+            self._freed.set()
 
     def take(self, bodies: Sequence[Mapping[str, Any]]) -> None:
         """Convert a page into buffered rows now (:meth:`BulkWriter.prepare`): compact tuples
@@ -54,8 +94,7 @@ class Sink:
     async def ready(self) -> None:
         """Hand a full batch to the writers, waiting while they are behind."""
         if len(self._buffer) >= self.batch_rows:
-            batch, self._buffer = self._buffer, {}
-            await self._queue.put(batch)
+            await self._put()
         self._raise()
 
     async def add(self, bodies: Sequence[Mapping[str, Any]]) -> None:
@@ -68,15 +107,20 @@ class Sink:
         """Write what is buffered and wait for every batch; returns the rows written."""
         self._raise()
         if self._buffer:
-            batch, self._buffer = self._buffer, {}
-            await self._queue.put(batch)
+            await self._put()
         for _ in self._tasks:
             await self._queue.put(None)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._raise()
         return self.written
 
+    async def _put(self) -> None:
+        batch, self._buffer = self._buffer, {}
+        self._out += len(batch)
+        await self._queue.put(batch)
+
     async def abort(self) -> None:
+        self._freed.set()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -92,17 +136,20 @@ class Sink:
             batch = await self._queue.get()
             if batch is None:
                 return
-            if self._error is not None:
-                continue  # keep draining so producers never block on a dead sink
             try:
+                if self._error is not None:
+                    continue  # keep draining so producers never block on a dead sink
                 count = await self.writer.write(self.kind, self.workspace_id, batch, written_by=self.written_by)
                 self.written += count
                 self.progress.wrote(count)
                 await self.progress.flush()
-            except BaseException as exc:  # handed to the producer through add()/close()
+            except BaseException as exc:  # handed to the producer through add()/close()/room()
                 self._error = exc
                 if isinstance(exc, asyncio.CancelledError):
                     raise
+            finally:
+                self._out -= len(batch)
+                self._freed.set()
 
     async def __aenter__(self) -> Sink:
         return self

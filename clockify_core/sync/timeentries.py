@@ -42,7 +42,14 @@ from clockify_core.errors import RateLimited
 from clockify_core.mirror.mapping import parse_time
 from clockify_core.mirror.models import TimeEntry, User
 from clockify_core.sync.bulk import BulkWriter
-from clockify_core.sync.fetch import Fetcher, UnexpectedBody, dig, unavailable
+from clockify_core.sync.fetch import (
+    Fetcher,
+    UnexpectedBody,
+    collector_paused,
+    dig,
+    parse_body,
+    unavailable,
+)
 from clockify_core.sync.normalize import now_iso, report_entry, report_instant
 from clockify_core.sync.progress import Progress
 from clockify_core.sync.sink import Sink
@@ -282,22 +289,26 @@ class TimeEntryPuller:
         }
 
         async def fetch(page: int) -> tuple[int, bool, dict[str, Any]]:
-            body, response = await self.fetcher.call(
-                "POST", path, api="reports", json={**base, "detailedFilter": {"page": page, "pageSize": size}}
-            )
-            key = items_key_of(body)
-            if key is None:
-                raise UnexpectedBody(f"Clockify answered the detailed report (page {page}) without timeEntries",
-                                     status_code=response.status_code, method="POST", url=path)
-            rows = dig(body, (key,))
-            count, last = len(rows), is_last_page(response, len(rows), size)
-            self.progress.page(count)
-            entries = [report_entry(row, self.workspace_id) for row in rows]
-            sink.take(entries)
-            coverage.page(page, entry_start(entries[-1]) if entries else None)
-            del entries
-            body.pop(key, None)  # only the totals are read later; free the page first
-            del rows, response
+            async with sink.room(size):
+                _, response = await self.fetcher.call(
+                    "POST", path, api="reports", json={**base, "detailedFilter": {"page": page, "pageSize": size}},
+                    parse=False,
+                )
+                with collector_paused():
+                    body = parse_body("POST", path, response)
+                    key = items_key_of(body)
+                    if key is None:
+                        raise UnexpectedBody(f"Clockify answered the detailed report (page {page}) without "
+                                             "timeEntries", status_code=response.status_code, method="POST", url=path)
+                    rows = dig(body, (key,))
+                    count, last = len(rows), is_last_page(response, len(rows), size)
+                    self.progress.page(count)
+                    entries = [report_entry(row, self.workspace_id) for row in rows]
+                    sink.take(entries)
+                    coverage.page(page, entry_start(entries[-1]) if entries else None)
+                    del entries
+                    body.pop(key, None)  # only the totals are read later; free the page first
+                    del rows, response
             await sink.ready()
             return count, last, body
 
@@ -339,7 +350,9 @@ class TimeEntryPuller:
             try:
                 while not last:
                     # Parsed straight into COPY records: the page's JSON is gone before the wait.
-                    _, last = await self.fetcher.page_into(sink.take, path, number, size, params=params, strict=True)
+                    async with sink.room(size):
+                        _, last = await self.fetcher.page_into(sink.take, path, number, size, params=params,
+                                                               strict=True)
                     await sink.ready()
                     number += 1
             except ClockifyApiError as exc:

@@ -13,6 +13,7 @@ before this returns, so a 2xx always means the event is durable.
 
 from __future__ import annotations
 
+import hmac
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +36,7 @@ from clockify_core.errors import (
 from clockify_core.installations.repository import subscription_for_token
 from clockify_core.payloads import entity_id, without_nul
 from clockify_core.runtime import Runtime
-from clockify_core.security.crypto import digests_match, token_digest
+from clockify_core.security.crypto import token_digest
 from clockify_core.security.tokens import ClockifyClaims, TokenKind
 from clockify_core.webhooks import inbox
 from clockify_core.webhooks.ingest import SubscriptionMatch, WebhookIngest
@@ -101,8 +102,9 @@ def single_header(request: Request, name: str) -> str | None:
     return values[0].strip() if values else None
 
 
-async def _subscription(runtime: Runtime, token: str, digest: str, path: str) -> SubscriptionMatch:
-    """The active subscription of this token on this route: from the cache, else the database."""
+async def _subscription(runtime: Runtime, digest: str, path: str) -> SubscriptionMatch:
+    """The active subscription of the token whose digest is ``digest`` on this route: from the
+    cache, else the database."""
 
     async def lookup() -> SubscriptionMatch | None:
         async with runtime.sessions() as session:
@@ -118,7 +120,7 @@ async def _subscription(runtime: Runtime, token: str, digest: str, path: str) ->
 
     cache = runtime.part(WebhookIngest).subscriptions
     match = cache.get(digest, path) or await cache.load(digest, path, lookup)
-    if match is None or not digests_match(token, match.token_digest):
+    if match is None or not hmac.compare_digest(digest, match.token_digest):
         raise TokenInvalid(_NOT_REGISTERED)
     return match
 
@@ -142,10 +144,10 @@ async def accept_clockify_webhook(runtime: Runtime, request: Request, route_even
     if header_event != route_event:
         raise BadRequest(f"event type {header_event[:64]!r} is not the event this route receives")
 
-    claims = await runtime.verifier.verify(token, TokenKind.WEBHOOK)
-    digest = token_digest(token)
+    digest = token_digest(token)  # once: the verifier's cache and the subscription are keyed by it
+    claims = await runtime.verifier.verify(token, TokenKind.WEBHOOK, digest=digest)
     path = request.scope["path"]  # what request.url.path holds, without building the URL
-    match = await _subscription(runtime, token, digest, path)
+    match = await _subscription(runtime, digest, path)
     _check_match(match, claims, route_event)
 
     data = parse_object(body)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -232,3 +234,24 @@ async def test_allowlist_comes_from_config() -> None:
         assert isinstance(client.allowlist, HostAllowlist)
         assert client.allowlist.allows("http://127.0.0.1:8123/api")
         assert not client.allowlist.allows("http://127.0.0.1:8124/api")
+
+
+async def test_a_read_response_is_freed_by_reference_counting(make_client: Any) -> None:
+    """httpx ties a response and its stream in a cycle; a large page would wait for the cyclic
+    collector. The client breaks it once the body is read, and the body stays readable."""
+    body = b"[" + b",".join([b'{"id":"e"}'] * 1000) + b"]"
+    ws = make_client(lambda request: httpx.Response(200, content=body)).for_workspace(
+        "ws1", TOKEN, backend_url=BACKEND, addon_key="addon")
+    gc.collect()
+    gc.disable()
+    try:
+        response = await ws.request("GET", "/v1/workspaces/ws1/projects")
+        assert response.content == body
+        assert await response.aread() == body
+        assert len(response.json()) == 1000
+        await response.aclose()
+        gone = weakref.ref(response)
+        del response
+        assert gone() is None
+    finally:
+        gc.enable()

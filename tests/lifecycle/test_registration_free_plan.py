@@ -175,7 +175,8 @@ async def test_free_registration_defers_on_its_budget_while_a_paid_workspace_onb
 
 async def test_a_429_defers_registration_after_one_call(simulator: InProcessSimulator, pg_url: str) -> None:
     """A workspace whose plan could not be read is registered at the paid rate; when Clockify answers
-    429 the job goes back to the queue for the Retry-After, after that one call's retries."""
+    429 asking for longer than the job may wait, the job goes back to the queue for the Retry-After
+    at once: the client does not retry a 429 that asks for more than the request's rate wait."""
     free_ws, _ = simulator.sim.workspaces.values()
     free_ws.plan = "free"
     async with installed_addon(
@@ -199,5 +200,6 @@ async def test_a_429_defers_registration_after_one_call(simulator: InProcessSimu
         assert_deferred(registration)
         assert len(await active_runtime_events(addon, free_ws.id)) == 2
         stats = await sim_stats(simulator)
-        # One call was answered 429, once per attempt of the client's retry policy; nothing after it.
-        assert stats["counters"].get("http.429", 0) == addon.settings.http.max_attempts
+        # One call was answered 429 once: not retried (Clockify asked for most of an hour), nothing after it.
+        assert addon.settings.http.max_attempts > 1
+        assert stats["counters"].get("http.429", 0) == 1

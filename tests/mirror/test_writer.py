@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clockify_core.catalog import EVENTS
 from clockify_core.db import create_engine, create_session_factory
-from clockify_core.mirror.mapping import parse_duration
+from clockify_core.mirror.mapping import TIME_ENTRY_COLUMNS, parse_duration, time_entry_values
 from clockify_core.mirror.models import Entity, Project, TimeEntry, User
 from clockify_core.mirror.writer import MirrorWriter
 
@@ -44,6 +44,35 @@ def test_durations() -> None:
     assert parse_duration(None) is None
     assert parse_duration("garbage") is None
     assert parse_duration("P") is None
+    # Clockify's whole-number form has its own path; the results are the general pattern's.
+    assert parse_duration("PT7H6M25S") == 25585
+    assert parse_duration("PT01M") == 60
+    assert parse_duration("PT45S") == 45
+    assert parse_duration("PT") == 0
+    assert parse_duration(" PT1H ") == 3600
+    assert parse_duration("PT999999999H") is None  # past the column's range
+    assert parse_duration("PT1H1H") is None
+    assert parse_duration("PTH") is None
+
+
+def test_time_entry_json_columns_as_text_for_copy() -> None:
+    body = {"id": "e1", "userId": "u1", "tagIds": ["t1", 3, "t2"], "description": "",
+            "timeInterval": {"start": "2024-01-01T08:00:00Z", "end": "2024-01-01T09:30:00+00:00", "duration": None},
+            "customFieldValues": [{"customFieldId": "f", "name": "N", "value": "v", "timeEntryId": "e1"}, "odd"],
+            "hourlyRate": {"amount": 100, "currency": "EUR"}, "costRate": None}
+    values = time_entry_values(body)
+    assert values[TIME_ENTRY_COLUMNS.index("tag_ids")] == ["t1", "t2"]
+    assert values[TIME_ENTRY_COLUMNS.index("duration_seconds")] == 5400
+    assert values[TIME_ENTRY_COLUMNS.index("description")] is None
+    assert values[TIME_ENTRY_COLUMNS.index("currency")] == "EUR"
+    as_text = time_entry_values(body, json_text=True)
+    for i, column in enumerate(TIME_ENTRY_COLUMNS):
+        if column in ("tag_ids", "custom_fields"):
+            assert json.loads(as_text[i]) == values[i]
+        else:
+            assert as_text[i] == values[i]
+    empty = time_entry_values({"id": "e2"}, json_text=True)
+    assert (empty[TIME_ENTRY_COLUMNS.index("tag_ids")], empty[TIME_ENTRY_COLUMNS.index("custom_fields")]) == ("[]", "[]")
 
 
 async def test_every_sample_applies(sessions: async_sessionmaker[AsyncSession]) -> None:

@@ -105,6 +105,21 @@ def test_limits_and_keys() -> None:
         limiter_key("", "ws1")
 
 
+async def test_ready_after_is_when_the_limiter_grants_that_many_again() -> None:
+    # Checked against the bucket itself: after waiting ready_after(first wait, n), n calls pass.
+    for limit, tokens in ((Limit.per_hour(30), 3), (Limit.per_hour(300), 3), (Limit.per_hour(300), 100)):
+        clock = FakeClock()
+        limiter = InMemoryRateLimiter(limit, clock=clock)
+        while (wait := await limiter.try_acquire("k")) == 0:
+            pass
+        clock.advance(limit.ready_after(wait, tokens) + 1e-3)
+        granted = min(tokens, limit.burst)
+        assert [await limiter.try_acquire("k") for _ in range(granted)] == [0] * granted
+        assert await limiter.try_acquire("k") > 0
+    # A 30-token bucket is not waited for to the brim: three tokens, 24 s at 300 an hour.
+    assert Limit.per_hour(300).ready_after(0.0, 3) == pytest.approx(2 / (270 / 3600))
+
+
 async def test_factory_picks_the_implementation() -> None:
     config = RateLimitConfig(rate=5, burst=2, redis_fallback="deny")
     local = create_rate_limiter(config, None)

@@ -8,6 +8,7 @@ limiter's buckets are emptied of state (``aclose``: full again, as after a quiet
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import Counter
 
@@ -23,6 +24,7 @@ from clockify_core.jobs.worker import run_one
 from clockify_core.ratelimit import free_plan_limit
 from clockify_core.simulator.config import DataScale, RateLimitSettings, SimulatorConfig
 from clockify_core.simulator.testing import InProcessSimulator, small_config
+from clockify_core.sync.run import RESUME_REQUESTS
 from clockify_core.testing.addon import ADDON_URL, AddonHarness, installed_addon
 from tests.sync.conftest import (
     KEY_COLUMNS,
@@ -98,9 +100,9 @@ async def test_a_free_bootstrap_defers_instead_of_holding_the_worker(simulator: 
         free = (await jobs_of(addon, free_ws.id))[JobKind.BOOTSTRAP]
         assert free.status == JobStatus.QUEUED, (free.status, free.error)
         assert free.attempts == 0
-        # Deferred until the bucket is full again: a bucket's worth of requests for the next claim.
+        # Deferred until several requests' worth has refilled (a Free bucket's whole 3), not one.
         limit = free_plan_limit(addon.settings.rate_limit)
-        assert (free.run_after - utcnow()).total_seconds() > (limit.burst - 1) / limit.rate
+        assert (free.run_after - utcnow()).total_seconds() > (min(limit.burst, RESUME_REQUESTS) - 1) / limit.rate
         assert await run_one(addon.runtime, kinds=(JobKind.BOOTSTRAP,))
         assert (await jobs_of(addon, paid_ws.id))[JobKind.BOOTSTRAP].status == JobStatus.DONE
         assert (await jobs_of(addon, free_ws.id))[JobKind.BOOTSTRAP].status == JobStatus.QUEUED
@@ -150,6 +152,57 @@ async def test_a_free_bootstrap_and_sync_complete_over_deferrals_reading_nothing
         sent = requests_of(recorder, free_ws.id)
         repeated = Counter((r.method, r.url.path, str(sorted(r.url.params.multi_items())), r.content) for r in sent)
         assert max(repeated.values()) == 1, repeated.most_common(3)
+        async with addon.runtime.sessions() as session:
+            for kind in KEY_COLUMNS:
+                assert_same(kind, await mirrored(session, free_ws.id, kind), expected(free_ws, kind))
+        assert await sim_429s(simulator) == 0
+
+
+async def test_a_clockify_429_asking_for_minutes_defers_the_pull_instead_of_sleeping(
+    simulator: InProcessSimulator, db_url: str,
+) -> None:
+    """Clockify's own Free quota binds before ours (here 2 an hour against our 30): its 429
+    asks for most of an hour. Neither the client's retries nor the page retry sleep that out in
+    the job loop: the claim returns at once and the job waits in the queue for that long."""
+    free_ws, _ = simulator.sim.workspaces.values()
+    free_ws.plan = "free"
+    simulator.sim.config.rate_limit.free_per_hour = 2
+    async with installed_addon(
+        simulator, clockify_addon.app.create_app, clockify_addon.settings.Settings, db_url=db_url, install=False,
+        sync=FREE,
+    ) as addon:
+        await simulator.install(ADDON_URL, workspace_id=free_ws.id)
+        assert await asyncio.wait_for(run_one(addon.runtime, kinds=(JobKind.BOOTSTRAP,)), timeout=60)
+        job = (await jobs_of(addon, free_ws.id))[JobKind.BOOTSTRAP]
+        assert job.status == JobStatus.QUEUED, (job.status, job.error)
+        assert job.attempts == 0
+        assert "429" in str(job.progress.get("deferred"))
+        assert await sim_429s(simulator) == 1  # asked once, not retried into a storm
+        # Deferred for at least what Clockify asked (the rest of its rolling hour).
+        assert (job.run_after - utcnow()).total_seconds() > 1800
+
+
+async def test_a_reference_listing_longer_than_the_bucket_resumes_at_its_next_page(
+    simulator: InProcessSimulator, db_url: str,
+) -> None:
+    """Projects listed two a page take more requests than a Free bucket's 3: each claim goes on
+    from the page the last one reached (restarting from page 1 would never finish), every page
+    is asked for once, and the mirror ends equal to the simulator."""
+    free_ws, _ = simulator.sim.workspaces.values()
+    free_ws.plan = "free"
+    recorder = record(simulator)
+    async with installed_addon(
+        simulator, clockify_addon.app.create_app, clockify_addon.settings.Settings, db_url=db_url, install=False,
+        sync={**FREE, "page_size": 2},
+    ) as addon:
+        await simulator.install(ADDON_URL, workspace_id=free_ws.id)
+        deferrals = await run_to_done(addon, free_ws.id, JobKind.BOOTSTRAP)
+        assert deferrals >= 2
+        sent = requests_of(recorder, free_ws.id)
+        listed = Counter(r.url.params.get("page") for r in sent if r.url.path.endswith("/projects"))
+        assert len(free_ws.projects) >= 6
+        assert set(listed) >= {str(n) for n in range(1, math.ceil(len(free_ws.projects) / 2) + 1)}, listed
+        assert max(listed.values()) == 1, listed
         async with addon.runtime.sessions() as session:
             for kind in KEY_COLUMNS:
                 assert_same(kind, await mirrored(session, free_ws.id, kind), expected(free_ws, kind))

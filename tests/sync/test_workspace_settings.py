@@ -166,6 +166,28 @@ async def test_settings_updated_stores_typed_numbers_clamped_and_every_workspace
             "installation_loop_errors_total", {"loop": "sync_scheduler"}) is None
 
 
+async def test_a_shorter_interval_moves_the_planned_run_a_longer_one_does_not(
+    simulator: InProcessSimulator, db_url: str
+) -> None:
+    """The run planned under the old interval is not waited for when the admin shortens it
+    (SETTINGS_UPDATED re-plans); lengthening it leaves the nearer planned run alone."""
+    async with two_workspaces(simulator, db_url) as (addon, other):
+        ws, marketplace, installed = addon.workspace_id, simulator.sim.marketplace, addon.installation
+        assert installed is not None
+        planned = await next_runs(addon)
+        assert planned[ws] is not None
+        assert planned[ws] > datetime.now(UTC) + timedelta(minutes=DEFAULT_INTERVAL - 1)  # the bootstrap planned it
+        before = datetime.now(UTC)
+        await marketplace.update_settings(installed.addon_id, [{"id": INTERVAL, "value": 5}])
+        assert marketplace.calls[-1].status_code == 200, marketplace.calls[-1]
+        moved = await next_runs(addon)
+        assert moved[ws] is not None
+        assert before + timedelta(minutes=5) <= moved[ws] <= datetime.now(UTC) + timedelta(minutes=5)
+        assert moved[other] == planned[other]  # another workspace's plan is its own
+        await marketplace.update_settings(installed.addon_id, [{"id": INTERVAL, "value": 600}])
+        assert (await next_runs(addon))[ws] == moved[ws]
+
+
 async def test_a_json_number_too_large_for_a_float_is_stored_clamped(simulator: InProcessSimulator, pg_url: str) -> None:
     """``1e400`` as a JSON number reads as infinity, which no JSON column stores: it was refused (400)."""
     async with two_workspaces(simulator, pg_url) as (addon, _):
