@@ -8,6 +8,7 @@ is logged, counted and skipped while the others are queued.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,13 +33,15 @@ from clockify_core.installations.settings import (
     number,
     raw,
 )
-from clockify_core.jobs.models import Job, JobStatus
+from clockify_core.jobs.models import Job, JobKind, JobStatus
+from clockify_core.jobs.worker import run_one
 from clockify_core.manifest.builder import DEFAULT_SETTINGS
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.sync import scheduler
 from clockify_core.sync.models import WORKSPACE_KIND, SyncState
 from clockify_core.testing.addon import ADDON_URL, AddonHarness, installed_addon
 from clockify_core.testing.faults import refused_for_workspace
+from tests.lifecycle.test_replay_and_uninstall import Gate
 from tests.sync.conftest import SYNC
 
 INTERVAL = SYNC_INTERVAL_MINUTES.id
@@ -245,3 +248,35 @@ async def test_bad_rows_an_older_version_stored_do_not_stop_the_scheduler(simula
         later = now + timedelta(seconds=1)
         assert await scheduler.tick(runtime, now=later) == [broken]
         assert (await next_runs(addon))[broken] == later + timedelta(minutes=runtime.settings.sync.interval_minutes)
+
+
+
+async def test_a_bootstrap_plans_the_first_sync_from_the_settings_as_they_are_when_it_ends(
+    simulator: InProcessSimulator, db_url: str
+) -> None:
+    """The admin shortens the interval while the bootstrap runs (it read the installation when
+    claimed, and no run was planned yet to bring forward): the first scheduled sync still comes
+    at the new interval, not the old one."""
+    gate = Gate(simulator.transport)
+    simulator.transport = gate  # the service's calls to Clockify go through it
+    async with installed_addon(
+        simulator, clockify_addon.app.create_app, clockify_addon.settings.Settings, db_url=db_url,
+        sync={**SYNC, "concurrency": 1},
+    ) as addon:
+        installed = addon.installation
+        assert installed is not None
+        assert await run_one(addon.runtime, kinds=(JobKind.REGISTER_WEBHOOKS,))
+        gate.hold_after(4)
+        bootstrap = asyncio.create_task(run_one(addon.runtime, kinds=(JobKind.BOOTSTRAP,)))
+        held = asyncio.create_task(gate.holding.wait())
+        await asyncio.wait({bootstrap, held}, return_when=asyncio.FIRST_COMPLETED)
+        assert gate.holding.is_set(), "the bootstrap ended before the held request"
+        await simulator.sim.marketplace.update_settings(installed.addon_id, [{"id": INTERVAL, "value": 5}])
+        assert simulator.sim.marketplace.calls[-1].status_code == 200
+        gate.release()
+        assert await bootstrap
+        await addon.process()
+        ended = datetime.now(UTC)
+        planned = (await next_runs(addon))[addon.workspace_id]
+        assert planned is not None
+        assert planned <= ended + timedelta(minutes=5), planned - ended
