@@ -348,6 +348,9 @@ async def figures(
     print(f"requests               {calls:,.0f} ({calls / elapsed:.1f}/s), source {progress.get('source')}, "
           f"window {args.window}, concurrency {args.concurrency}, writers {args.writers}, batch {args.batch}, "
           f"{'staging + merge only' if args.merge_only else 'direct COPY while rows are new'}")
+    if "direct_rows" in progress or "merged_rows" in progress:
+        print(f"written by             direct COPY {progress.get('direct_rows', 0):,} rows, staging + merge "
+              f"{progress.get('merged_rows', 0):,} rows")
     print(f"entities/s             {overall:,.0f} overall, {te_rate:,.0f} time entries/s in their phase")
     print(f"rate-limit bound       {settings.rate_limit.rate:.0f} req/s x {page} rows/page = {rate_bound:,.0f} rows/s")
     print(f"COPY baseline          {copy_rate:,.0f} rows/s ({copied:,} rows in {copy_seconds:.1f} s, same rows, same indexes, "

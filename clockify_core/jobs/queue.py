@@ -229,17 +229,20 @@ async def holds(session: AsyncSession, job_id: int, *, worker_id: str, lock: boo
     """Whether ``worker_id`` still runs the job (not cancelled, not taken over).
 
     With ``lock``, called first in a write transaction: the answer holds until that
-    transaction ends. PostgreSQL takes a share lock on the job row, which an uninstall
-    (its cancel of the workspace's jobs comes before its purge) must wait for, and which
-    waits for an uninstall already under way, then sees the job cancelled; concurrent
-    writers of one job share it. SQLite gets the database's write lock from a no-op
-    update, so nothing commits between this check and the writes after it.
+    transaction ends. PostgreSQL takes a key-share lock on the job row (``FOR KEY SHARE``),
+    which an uninstall's ``FOR UPDATE`` (:func:`cancel_workspace`, before its purge) must
+    wait for, and which waits for an uninstall already under way, then sees the job
+    cancelled; concurrent writers of one job share it, and the job's own heartbeats and
+    checkpoints (updates of other columns than the key) pass it without waiting for the
+    writes. SQLite gets the database's write lock from a no-op update, so nothing commits
+    between this check and the writes after it.
     """
     mine = QUEUE.held(job_id, worker_id)
     if not lock:
         return await session.scalar(select(JOBS.c.id).where(*mine)) is not None
     if is_postgres(session):
-        return await session.scalar(select(JOBS.c.id).where(*mine).with_for_update(read=True)) is not None
+        query = select(JOBS.c.id).where(*mine).with_for_update(read=True, key_share=True)
+        return await session.scalar(query) is not None
     result = await session.execute(update(JOBS).where(*mine).values(locked_by=JOBS.c.locked_by))
     return int(getattr(result, "rowcount", 0) or 0) == 1
 
@@ -291,9 +294,19 @@ async def requeue(session: AsyncSession, job_id: int, *, worker_id: str) -> bool
 
 
 async def cancel_workspace(session: AsyncSession, workspace_id: str, *, keep_kinds: Iterable[str] = ()) -> int:
+    """Cancel the workspace's queued and running jobs (an uninstall, before it purges).
+
+    On PostgreSQL the rows are locked ``FOR UPDATE`` first: that waits for every write
+    transaction of these jobs already under way (each holds ``FOR KEY SHARE``, :func:`holds`),
+    which a plain update of non-key columns would not.
+    """
+    active = (Job.workspace_id == workspace_id, Job.status.in_(ACTIVE_STATUSES), Job.kind.not_in(list(keep_kinds)))
+    ids = list((await session.execute(select(Job.id).where(*active).with_for_update())).scalars())
+    if not ids:
+        return 0
     result = await session.execute(
         update(Job)
-        .where(Job.workspace_id == workspace_id, Job.status.in_(ACTIVE_STATUSES), Job.kind.not_in(list(keep_kinds)))
+        .where(Job.id.in_(ids), Job.status.in_(ACTIVE_STATUSES))
         .values(status=JobStatus.CANCELLED, finished_at=utcnow(), locked_by=None, locked_until=None,
                 error="cancelled: add-on uninstalled")
     )

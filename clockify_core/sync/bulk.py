@@ -11,9 +11,14 @@ limit of bound parameters per statement.
 
 Bootstrap and backfill load mostly new rows, where the staging step only adds cost:
 their writer starts *optimistic* and copies a batch straight into the target table
-inside a savepoint. The first batch that meets an existing key rolls back to the
-savepoint, goes through the staging merge, and switches the job to the merge for good.
-For rows that are all new both paths store the same thing.
+inside a savepoint. A batch that meets an existing key (an entry a webhook wrote before
+the load reached it) rolls back to the savepoint and goes through the staging merge, and
+the next batch tries the direct COPY again; :data:`DIRECT_GIVE_UP` such batches in a row
+(a re-run over rows already loaded) switch the job to the merge for good. Rows the job
+itself wrote ahead of the listing that returns them again (a bootstrap's running timers:
+``upsert(ahead=True)``) are merged within their batch without a failed try. For rows that
+are all new both paths store the same thing. A job's progress counts the rows each path
+wrote (``direct_rows``, ``merged_rows``).
 
 Both apply "snapshot" semantics (docs/schema.md): the API's answer is the truth, so
 content is overwritten and ``deleted_at`` cleared. Rows are keyed by the mirror's
@@ -37,6 +42,7 @@ from clockify_core.mirror.mapping import TYPED_VALUES, row_values
 from clockify_core.mirror.writer import MirrorWriter, table_for
 from clockify_core.observability.metrics import Metrics
 from clockify_core.payloads import entity_id
+from clockify_core.sync.progress import Progress
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +51,8 @@ UNIQUE_VIOLATION = "23505"  # SQLSTATE, as asyncpg reports it
 # SQLite (3.32+) binds at most 32,766 parameters per statement.
 _SQLITE_PARAMS = 32_000
 _ID_CHUNK = 5_000  # ids per IN list, well under any driver's parameter limit
+# Batches in a row that meet existing keys before an optimistic writer stops trying COPY.
+DIRECT_GIVE_UP = 2
 
 
 # Bookkeeping columns of a COPY record built from a tuple mapping, after the typed ones.
@@ -130,6 +138,7 @@ class BulkWriter:
         metrics: Metrics | None = None,
         direct: bool = False,
         guard: Callable[[AsyncSession], Awaitable[None]] | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.sessions = sessions
         self.postgres = postgres
@@ -139,6 +148,9 @@ class BulkWriter:
         self.guard = guard
         # Optimistic loading (bootstrap, backfill): see the module doc.
         self.direct = direct and postgres
+        self.conflicts = 0  # batches in a row whose direct COPY met an existing key
+        self.ahead: dict[str, set[str]] = {}  # ids by kind written by upsert(ahead=True)
+        self.progress = progress
 
     @contextlib.asynccontextmanager
     async def _begin(self) -> AsyncIterator[AsyncSession]:
@@ -167,10 +179,18 @@ class BulkWriter:
         return _pg_table(kind).records(workspace_id, bodies, written_by=written_by, now=now)
 
     async def upsert(
-        self, kind: str, workspace_id: str, bodies: Sequence[Body], *, written_by: str, now: datetime | None = None
+        self, kind: str, workspace_id: str, bodies: Sequence[Body], *, written_by: str, now: datetime | None = None,
+        ahead: bool = False,
     ) -> int:
-        """Write ``bodies`` in one transaction; returns the rows written."""
+        """Write ``bodies`` in one transaction; returns the rows written.
+
+        ``ahead``: these rows are written ahead of a listing that will return them again (a
+        bootstrap's running timers), so a later batch holding one of them merges that row
+        instead of meeting it in a direct COPY. Keep such writes small: their ids are kept.
+        """
         prepared = self.prepare(kind, workspace_id, bodies, written_by=written_by, now=now)
+        if ahead and self.direct:
+            self.ahead.setdefault(kind, set()).update(prepared)
         return await self.write(kind, workspace_id, prepared, written_by=written_by)
 
     async def write(self, kind: str, workspace_id: str, prepared: Mapping[str, Any], *, written_by: str) -> int:
@@ -181,29 +201,45 @@ class BulkWriter:
             return await self._write_sqlite(kind, workspace_id, list(prepared.values()), written_by=written_by)
         target = _pg_table(kind)
         records = list(prepared.values())
+        copied: list[Any] = []
+        merged = records
+        if self.direct:
+            copied, merged = records, []
+            ahead = self.ahead.get(kind)
+            if ahead and not ahead.isdisjoint(prepared):
+                merged = [prepared[k] for k in prepared.keys() & ahead]
+                copied = [record for k, record in prepared.items() if k not in ahead]
         async with self._begin() as session:
             # The first statement also opens the transaction the COPY then joins.
             await session.execute(target.create)
             connection = await session.connection()
             raw = (await connection.get_raw_connection()).driver_connection
             assert raw is not None  # the asyncpg connection under SQLAlchemy's adapter
-            merge = True
-            if self.direct:
+            if copied:
                 try:
                     # asyncpg's own nested transaction: a SAVEPOINT it can roll back to after the
                     # failed COPY (SQLAlchemy's would prepare its ROLLBACK in the aborted transaction).
                     async with raw.transaction():
-                        await raw.copy_records_to_table(target.table.name, records=records, columns=target.columns)
-                    merge = False
+                        await raw.copy_records_to_table(target.table.name, records=copied, columns=target.columns)
+                    self.conflicts = 0
                 except Exception as exc:
                     if getattr(exc, "sqlstate", None) != UNIQUE_VIOLATION:
                         raise
-                    # Rows exist already: this batch, and the rest of the job, go through the merge.
-                    self.direct = False
-                    log.info("sync.direct_copy_off", table=target.table.name, workspace_id=workspace_id)
-            if merge:
-                await raw.copy_records_to_table(target.stage, records=records, columns=target.columns)
+                    # A row exists already: this batch goes through the merge, and after
+                    # DIRECT_GIVE_UP such batches in a row, the rest of the job too.
+                    copied, merged = [], records
+                    self.conflicts += 1
+                    self.direct = self.conflicts < DIRECT_GIVE_UP
+                    log.info("sync.direct_copy_conflict", table=target.table.name, workspace_id=workspace_id,
+                             detail=getattr(exc, "detail", None), direct=self.direct)
+            if merged:
+                await raw.copy_records_to_table(target.stage, records=merged, columns=target.columns)
                 await session.execute(target.merge)
+        if self.progress is not None:
+            if copied:
+                self.progress.loaded(len(copied), direct=True)
+            if merged:
+                self.progress.loaded(len(merged), direct=False)
         if self.metrics is not None:
             self.metrics.rows_upserted.labels(target.table.name, written_by).inc(len(records))
         return len(records)

@@ -26,6 +26,9 @@ class Progress:
         self.rows = int(stored.get("rows", 0))
         self.started_rows = self.rows  # rows of earlier attempts and slices
         self.errors = int(stored.get("errors", 0))
+        # Rows a loader wrote by direct COPY and through the staging merge (sync.bulk).
+        self.direct_rows = int(stored.get("direct_rows", 0))
+        self.merged_rows = int(stored.get("merged_rows", 0))
         self._started = time.monotonic()
         self._start_fraction: float | None = None
         self._flushed = 0.0
@@ -50,6 +53,15 @@ class Progress:
         self.rows += rows
         self.ctx.report(rows=self.rows)
         self.metrics.job_rows.labels(*self.labels).set(self.rows)
+
+    def loaded(self, rows: int, *, direct: bool) -> None:
+        """A PostgreSQL batch of ``rows`` went in by direct COPY or through the staging merge."""
+        if direct:
+            self.direct_rows += rows
+            self.ctx.report(direct_rows=self.direct_rows)
+        else:
+            self.merged_rows += rows
+            self.ctx.report(merged_rows=self.merged_rows)
 
     def error(self, message: str) -> None:
         self.errors += 1

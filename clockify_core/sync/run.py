@@ -212,7 +212,8 @@ async def guarded(
         runtime=runtime, ctx=ctx, installation=installation, api=api,
         fetcher=Fetcher(api, runtime.settings.sync, runtime.settings.http, progress),
         writer=BulkWriter(runtime.sessions, postgres=is_postgres(runtime.engine), metrics=runtime.metrics,
-                          direct=runtime.settings.sync.direct_copy and written_by in LOADERS, guard=ctx.ensure_live),
+                          direct=runtime.settings.sync.direct_copy and written_by in LOADERS, guard=ctx.ensure_live,
+                          progress=progress),
         progress=progress, written_by=written_by, started=started,
     )
     pull.spend_on(installation.subscription_plan)  # the plan's budget, wait bound and concurrency

@@ -373,7 +373,8 @@ class TimeEntryPuller:
         async for page in self.fetcher.pages(path, min(RUNNING_PAGE_MAX, self.config.page_size)):
             found.extend(page)
         if found:
-            written = await self.writer.upsert(KIND, self.workspace_id, found, written_by=self.written_by)
+            # The window listings return them again: merged then, not met in a direct COPY.
+            written = await self.writer.upsert(KIND, self.workspace_id, found, written_by=self.written_by, ahead=True)
             self.progress.wrote(written)
         return found
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +15,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+import clockify_addon.app
+import clockify_addon.settings
+from clockify_core.jobs import queue
 from clockify_core.jobs.models import Job
+from clockify_core.jobs.worker import JobContext
 from clockify_core.mirror.mapping import row_values
 from clockify_core.mirror.models import Client, Project, Tag, Task, TimeEntry, User
 from clockify_core.simulator import render
@@ -23,7 +28,7 @@ from clockify_core.simulator.config import DataScale, SimulatorConfig
 from clockify_core.simulator.entries import RUNNING
 from clockify_core.simulator.model import Workspace
 from clockify_core.simulator.testing import InProcessSimulator, small_config
-from clockify_core.testing.addon import AddonHarness
+from clockify_core.testing.addon import AddonHarness, installed_addon
 
 # Bootstrap reaches back far enough for the simulator's whole (fixed-anchor) history. These
 # tests pin what bootstrap itself does, so the history backfill it queues by default is off
@@ -180,3 +185,19 @@ def record(simulator: InProcessSimulator) -> Recorder:
     recorder = Recorder(simulator.transport)
     simulator.transport = recorder
     return recorder
+
+
+@asynccontextmanager
+async def job_context(simulator: InProcessSimulator, pg_url: str) -> AsyncIterator[tuple[AddonHarness, JobContext]]:
+    """The add-on installed (no scheduler) and a claimed job of its workspace to write under."""
+    async with installed_addon(
+        simulator, clockify_addon.app.create_app, clockify_addon.settings.Settings, db_url=pg_url,
+        sync={**SYNC, "scheduler": False},
+    ) as addon:
+        runtime = addon.runtime
+        async with runtime.sessions.begin() as session:
+            await queue.enqueue(session, addon.workspace_id, "test_job")
+        async with runtime.sessions.begin() as session:
+            claimed = await queue.claim(session, worker_id=runtime.instance_id, kinds=("test_job",), lease_seconds=60)
+        assert claimed is not None
+        yield addon, JobContext(runtime, claimed, lease_seconds=60)

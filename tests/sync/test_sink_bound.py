@@ -6,16 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from sqlalchemy import func, select
 
-import clockify_addon.app
-import clockify_addon.settings
 from clockify_core.installations.repository import get_installation, installation_api
-from clockify_core.jobs import queue
-from clockify_core.jobs.worker import JobContext
 from clockify_core.mirror.models import TimeEntry
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.sync.bulk import BulkWriter
@@ -23,26 +17,9 @@ from clockify_core.sync.fetch import Fetcher, collector_paused
 from clockify_core.sync.progress import Progress
 from clockify_core.sync.sink import Sink
 from clockify_core.sync.timeentries import USER_PATH
-from clockify_core.testing.addon import AddonHarness, installed_addon
-from tests.sync.conftest import SYNC
+from tests.sync.conftest import job_context
 
 PAGE, BATCH, FETCHERS, PAGES_EACH = 40, 40, 6, 5
-
-
-@asynccontextmanager
-async def job_context(simulator: InProcessSimulator, pg_url: str) -> AsyncIterator[tuple[AddonHarness, JobContext]]:
-    """The add-on installed (no scheduler) and a claimed job of its workspace to write under."""
-    async with installed_addon(
-        simulator, clockify_addon.app.create_app, clockify_addon.settings.Settings, db_url=pg_url,
-        sync={**SYNC, "scheduler": False},
-    ) as addon:
-        runtime = addon.runtime
-        async with runtime.sessions.begin() as session:
-            await queue.enqueue(session, addon.workspace_id, "sink_test")
-        async with runtime.sessions.begin() as session:
-            claimed = await queue.claim(session, worker_id=runtime.instance_id, kinds=("sink_test",), lease_seconds=60)
-        assert claimed is not None
-        yield addon, JobContext(runtime, claimed, lease_seconds=60)
 
 
 async def test_rows_held_stay_under_the_bound_with_many_fetch_tasks(simulator: InProcessSimulator, pg_url: str) -> None:
