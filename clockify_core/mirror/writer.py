@@ -60,6 +60,36 @@ def _key_filter(table: Table, kind: str, workspace_id: str, row_id: str) -> list
     return clauses
 
 
+def _on_conflict(stmt: Any, table: Table, on_conflict: str, columns: tuple[str, ...], restore: bool) -> Any:
+    """``stmt`` (an INSERT of ``columns``) with the ON CONFLICT clause of :meth:`MirrorWriter._upsert`."""
+    keys = _key_columns(table)
+    if on_conflict == "nothing":
+        return stmt.on_conflict_do_nothing(index_elements=keys)
+    if on_conflict == "tombstone":
+        return stmt.on_conflict_do_update(
+            index_elements=keys,
+            set_={
+                "deleted_at": func.coalesce(table.c.deleted_at, stmt.excluded.deleted_at),
+                **{name: stmt.excluded[name] for name in _BOOKKEEPING},
+            },
+        )
+    updated = [c for c in columns if c not in keys and (c != "deleted_at" or restore)]
+    return stmt.on_conflict_do_update(index_elements=keys, set_={name: stmt.excluded[name] for name in updated})
+
+
+# One-row upserts by (dialect's INSERT, table, conflict rule, columns, restore): a few shapes
+# per kind, since rows come from the mapping's fixed column sets.
+_ONE_ROW: dict[tuple[Any, ...], Any] = {}
+
+
+def _upsert_statement(insert: Any, table: Table, on_conflict: str, columns: tuple[str, ...], restore: bool) -> Any:
+    key = (insert, table.name, on_conflict, columns, restore)
+    stmt = _ONE_ROW.get(key)
+    if stmt is None:
+        stmt = _ONE_ROW[key] = _on_conflict(insert(table), table, on_conflict, columns, restore)
+    return stmt
+
+
 class MirrorWriter:
     """Applies events and snapshots to the mirror inside the caller's transaction."""
 
@@ -85,24 +115,15 @@ class MirrorWriter:
         if not values:
             return
         table = table_for(kind)
-        stmt = self._insert(table).values(list(values))
-        keys = _key_columns(table)
-        if on_conflict == "nothing":
-            stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-        elif on_conflict == "tombstone":
-            stmt = stmt.on_conflict_do_update(
-                index_elements=keys,
-                set_={
-                    "deleted_at": func.coalesce(table.c.deleted_at, stmt.excluded.deleted_at),
-                    **{name: stmt.excluded[name] for name in _BOOKKEEPING},
-                },
+        if len(values) == 1:
+            # One row (an event, a snapshot): a statement built once per shape, its row bound
+            # as parameters, costs no construction and no cache-key walk per call.
+            await self.session.execute(
+                _upsert_statement(self._insert, table, on_conflict, tuple(values[0]), restore), dict(values[0])
             )
         else:
-            columns = [c for c in values[0] if c not in keys and (c != "deleted_at" or restore)]
-            stmt = stmt.on_conflict_do_update(
-                index_elements=keys, set_={name: stmt.excluded[name] for name in columns}
-            )
-        await self.session.execute(stmt)
+            await self.session.execute(_on_conflict(self._insert(table).values(list(values)), table, on_conflict,
+                                                    tuple(values[0]), restore))
         self._count(table, str(values[0].get("written_by", "")), len(values))
 
     async def _stored_raw(self, kind: str, workspace_id: str, row_id: str) -> dict[str, Any] | None:

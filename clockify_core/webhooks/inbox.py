@@ -30,7 +30,7 @@ from typing import Any, cast
 
 import asyncpg
 import orjson
-from sqlalchemy import Table, and_, exists, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from clockify_core.db.base import Base, utcnow
@@ -487,15 +487,19 @@ async def claim(
     return sorted(events, key=lambda ev: ev.id)
 
 
+# Built once: finishing runs once per event, and building the statement each time cost
+# more CPU than running it (docs/benchmarks.md).
+_FINISH = (
+    update(_INBOX)
+    .where(*QUEUE.held(bindparam("event_id"), bindparam("worker_id")))  # type: ignore[arg-type]
+    .values(status=InboxStatus.DONE, processed_at=bindparam("at"), **QUEUE.released, last_error=None)
+)
+
+
 async def finish(session: AsyncSession, event_id: int, *, worker_id: str, now: datetime | None = None) -> bool:
     """Mark DONE in the transaction that applied the event. False: the lease was lost, so
     the caller must roll back (another worker owns the event now)."""
-    e = _INBOX
-    result = await session.execute(
-        update(e)
-        .where(*QUEUE.held(event_id, worker_id))
-        .values(status=InboxStatus.DONE, processed_at=now or utcnow(), **QUEUE.released, last_error=None)
-    )
+    result = await session.execute(_FINISH, {"event_id": event_id, "worker_id": worker_id, "at": now or utcnow()})
     return int(getattr(result, "rowcount", 0) or 0) == 1
 
 
