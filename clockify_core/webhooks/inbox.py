@@ -487,8 +487,8 @@ async def claim(
     return sorted(events, key=lambda ev: ev.id)
 
 
-# Built once: finishing runs once per event, and building the statement each time cost
-# more CPU than running it (docs/benchmarks.md).
+# Built once: it runs once per event, and building it each time was half of its CPU in the
+# inbox worker's profile (docs/benchmarks.md, "A quiet machine").
 _FINISH = (
     update(_INBOX)
     .where(*QUEUE.held(bindparam("event_id"), bindparam("worker_id")))  # type: ignore[arg-type]
