@@ -15,6 +15,8 @@ Printed:
 
 * entities/s: every row bootstrap wrote (reference data and time entries) over the
   job's wall time, and time entries alone over the time-entry phase;
+* rows written by direct COPY and through the staging merge (the job's ``direct_rows``
+  and ``merged_rows``);
 * the rate-limit bound: requests/s x the page size the time entries were read with;
 * the COPY baseline, measured afterwards in the same run on the same rows: the
   ``time_entries`` rows are read back and copied (binary COPY, the same driver call

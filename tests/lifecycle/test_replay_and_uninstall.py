@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -32,44 +31,9 @@ from clockify_core.security.crypto import token_digest
 from clockify_core.simulator.marketplace import Installation as SimInstallation
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.testing.addon import ADDON_URL, AddonHarness, installed_addon
+from tests.gate import Gate
 
 CA = (clockify_addon.app.create_app, clockify_addon.settings.Settings)
-
-
-class Gate(httpx.AsyncBaseTransport):
-    """Between the service and the simulator: records each request when it is sent and,
-    once :meth:`hold_after` matched enough requests, holds the next matching ones until
-    :meth:`release`."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.sent: list[tuple[str, str, str | None]] = []
-        self.holding = asyncio.Event()
-        self._released = asyncio.Event()
-        self._released.set()
-        self._match: Callable[[httpx.Request], bool] = lambda _: False
-        self._passed = 0
-        self._after = 0
-
-    def hold_after(self, count: int, match: Callable[[httpx.Request], bool] = lambda _: True) -> None:
-        self._match, self._after, self._passed = match, count, 0
-        self._released.clear()
-
-    def release(self) -> None:
-        self._match = lambda _: False
-        self._released.set()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.sent.append((request.method, request.url.path, request.headers.get("x-addon-token")))
-        if self._match(request):
-            self._passed += 1
-            if self._passed > self._after:
-                self.holding.set()
-                await self._released.wait()
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 def ids(inst: SimInstallation, **more: Any) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from clockify_core.sync import scheduler
 from clockify_core.sync.models import WORKSPACE_KIND, SyncState
 from clockify_core.testing.addon import ADDON_URL, AddonHarness, installed_addon
 from clockify_core.testing.faults import refused_for_workspace
-from tests.lifecycle.test_replay_and_uninstall import Gate
+from tests.gate import Gate
 from tests.sync.conftest import SYNC
 
 INTERVAL = SYNC_INTERVAL_MINUTES.id
