@@ -28,7 +28,7 @@ primary key, so writing a page twice changes nothing: pulls never duplicate.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -189,9 +189,15 @@ class BulkWriter:
         instead of meeting it in a direct COPY. Keep such writes small: their ids are kept.
         """
         prepared = self.prepare(kind, workspace_id, bodies, written_by=written_by, now=now)
-        if ahead and self.direct:
-            self.ahead.setdefault(kind, set()).update(prepared)
+        if ahead:
+            self.written_ahead(kind, prepared)
         return await self.write(kind, workspace_id, prepared, written_by=written_by)
+
+    def written_ahead(self, kind: str, ids: Iterable[str]) -> None:
+        """Rows of ``kind`` already written ahead of the listing (by an earlier claim of the
+        job, say): a batch holding one merges it instead of meeting it in a direct COPY."""
+        if self.direct:
+            self.ahead.setdefault(kind, set()).update(ids)
 
     async def write(self, kind: str, workspace_id: str, prepared: Mapping[str, Any], *, written_by: str) -> int:
         """Write a prepared batch (:meth:`prepare`) in one transaction; returns the rows written."""

@@ -69,6 +69,11 @@ def months_before(moment: datetime, months: int) -> datetime:
     return moment.replace(year=year, month=month % 12 + 1, day=1)
 
 
+# Running timers' ids a bootstrap keeps in its cursor for later claims (sync.bulk's "written
+# ahead"); one beyond it only costs its batch a merge instead of a direct COPY.
+AHEAD_KEPT = 1000
+
+
 async def _pull_windows(
     pull: Pull, since: datetime, until: datetime, unit: Window, *, cursor_key: str, done_before: int = 0,
     total_before: int = 0, started: datetime | None = None,
@@ -161,8 +166,12 @@ async def _bootstrap(pull: Pull) -> None:
         started = instant(ctx.cursor.get("te_started"))
         if started is None:
             started = utcnow()
-            await pull.time_entries().running()
-            await ctx.checkpoint({**ctx.cursor, "te_started": started.isoformat()})
+            timers = await pull.time_entries().running()
+            # Their ids, for the claim that reaches their window: written ahead (sync.bulk).
+            ahead = sorted({t["id"] for t in timers if isinstance(t.get("id"), str)})[:AHEAD_KEPT]
+            await ctx.checkpoint({**ctx.cursor, "te_started": started.isoformat(), "te_ahead": ahead})
+        else:
+            pull.writer.written_ahead(KIND, ctx.cursor.get("te_ahead") or [])
         complete = await _pull_windows(pull, since, until, unit, cursor_key="te_done_until",
                                        done_before=steps, total_before=steps, started=started)
         ctx.report(time_entry_seconds=round(time.monotonic() - phase, 3))

@@ -114,3 +114,25 @@ async def test_rows_written_ahead_are_merged_within_a_copied_batch(simulator: In
                 TimeEntry.workspace_id == ws, TimeEntry.description == "running"))
             total = await session.scalar(select(func.count()).select_from(TimeEntry).where(TimeEntry.workspace_id == ws))
         assert (running, total) == (0, 30)  # the listing's later version won
+
+
+async def test_a_later_claim_remembers_the_timers_written_ahead(simulator: InProcessSimulator, pg_url: str) -> None:
+    """A bootstrap given back after its first window: the claim that reaches the running
+    timers' window still merges them within their batch, without a failed COPY."""
+    async with installed_addon(
+        simulator, clockify_addon.app.create_app, clockify_addon.settings.Settings, db_url=pg_url,
+        sync={**SYNC, "batch_rows": 50, "window_concurrency": 1, "writers": 1, "time_entry_source": "user",
+              "slice_seconds": 0},
+    ) as addon:
+        ws = simulator.sim.workspace(addon.workspace_id)
+        await addon.process()
+        async with addon.runtime.sessions() as session:
+            job = await session.scalar(select(Job).where(Job.kind == "bootstrap"))
+            mirrored = await session.scalar(select(func.count()).select_from(TimeEntry).where(
+                TimeEntry.workspace_id == ws.id, TimeEntry.deleted_at.is_(None)))
+        assert job is not None
+        assert job.status == "DONE", job.error
+        assert mirrored == len(ws.entries)
+        assert job.progress["slices"] >= 1  # the timers' window was reached by a later claim
+        # The timers when written first, and again within their batch: nothing else merged.
+        assert job.progress["merged_rows"] == 2 * len(ws.entries.running) == 4
