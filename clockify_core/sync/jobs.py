@@ -166,9 +166,10 @@ async def _bootstrap(pull: Pull) -> None:
         started = instant(ctx.cursor.get("te_started"))
         if started is None:
             started = utcnow()
-            timers = await pull.time_entries().running()
-            # Their ids, for the claim that reaches their window: written ahead (sync.bulk).
-            ahead = sorted({t["id"] for t in timers if isinstance(t.get("id"), str)})[:AHEAD_KEPT]
+            await pull.time_entries().running()
+            # The timers' ids the writer now knows as written ahead (sync.bulk), for the claim
+            # that reaches their window.
+            ahead = sorted(pull.writer.ahead.get(KIND, ()))[:AHEAD_KEPT]
             await ctx.checkpoint({**ctx.cursor, "te_started": started.isoformat(), "te_ahead": ahead})
         else:
             pull.writer.written_ahead(KIND, ctx.cursor.get("te_ahead") or [])

@@ -20,8 +20,26 @@ from clockify_core.simulator import render
 from clockify_core.simulator.testing import InProcessSimulator
 from clockify_core.sync.bulk import DIRECT_GIVE_UP, BulkWriter
 from clockify_core.sync.progress import Progress
-from clockify_core.testing.addon import installed_addon
+from clockify_core.testing.addon import AddonHarness, installed_addon
 from tests.sync.conftest import SYNC, job_context
+
+# Small batches, one window and one writer at a time, per-user pages: batches in a known order.
+LOADING = {**SYNC, "batch_rows": 50, "window_concurrency": 1, "writers": 1, "time_entry_source": "user"}
+
+
+async def bootstrapped(addon: AddonHarness) -> dict[str, Any]:
+    """Run the queued jobs; the bootstrap's progress, once it is DONE with the simulator's
+    every live time entry mirrored."""
+    await addon.process()
+    ws = addon.workspace_id
+    async with addon.runtime.sessions() as session:
+        job = await session.scalar(select(Job).where(Job.kind == "bootstrap"))
+        mirrored = await session.scalar(select(func.count()).select_from(TimeEntry).where(
+            TimeEntry.workspace_id == ws, TimeEntry.deleted_at.is_(None)))
+    assert job is not None
+    assert job.status == "DONE", job.error
+    assert mirrored == len(addon.sim.sim.workspace(ws).entries)
+    return dict(job.progress)
 
 
 def entries(first: int, last: int, description: str = "loaded") -> list[dict[str, Any]]:
@@ -72,22 +90,14 @@ async def test_a_bootstrap_copies_around_a_row_that_was_already_mirrored(
 ) -> None:
     async with installed_addon(
         simulator, clockify_addon.app.create_app, clockify_addon.settings.Settings, db_url=pg_url,
-        sync={**SYNC, "batch_rows": 50, "window_concurrency": 1, "writers": 1, "time_entry_source": "user"},
+        sync=LOADING,
     ) as addon:
         ws = simulator.sim.workspace(addon.workspace_id)
         # The oldest entry, as a webhook would have mirrored it before the bootstrap reached it.
         oldest = ws.entries.by_start.rows[0]
         webhook = BulkWriter(addon.runtime.sessions, postgres=True)
         assert await webhook.upsert("time_entry", ws.id, [render.time_entry(ws, oldest)], written_by="webhook") == 1
-        await addon.process()
-        async with addon.runtime.sessions() as session:
-            job = await session.scalar(select(Job).where(Job.kind == "bootstrap"))
-            mirrored = await session.scalar(select(func.count()).select_from(TimeEntry).where(
-                TimeEntry.workspace_id == ws.id, TimeEntry.deleted_at.is_(None)))
-        assert job is not None
-        assert job.status == "DONE", job.error
-        assert mirrored == len(ws.entries)
-        progress = job.progress
+        progress = await bootstrapped(addon)
         running = len(ws.entries.running)
         assert running == 2
         # Merged: the batch holding the oldest entry, and the running timers twice (written
@@ -121,18 +131,10 @@ async def test_a_later_claim_remembers_the_timers_written_ahead(simulator: InPro
     timers' window still merges them within their batch, without a failed COPY."""
     async with installed_addon(
         simulator, clockify_addon.app.create_app, clockify_addon.settings.Settings, db_url=pg_url,
-        sync={**SYNC, "batch_rows": 50, "window_concurrency": 1, "writers": 1, "time_entry_source": "user",
-              "slice_seconds": 0},
+        sync={**LOADING, "slice_seconds": 0},
     ) as addon:
         ws = simulator.sim.workspace(addon.workspace_id)
-        await addon.process()
-        async with addon.runtime.sessions() as session:
-            job = await session.scalar(select(Job).where(Job.kind == "bootstrap"))
-            mirrored = await session.scalar(select(func.count()).select_from(TimeEntry).where(
-                TimeEntry.workspace_id == ws.id, TimeEntry.deleted_at.is_(None)))
-        assert job is not None
-        assert job.status == "DONE", job.error
-        assert mirrored == len(ws.entries)
-        assert job.progress["slices"] >= 1  # the timers' window was reached by a later claim
+        progress = await bootstrapped(addon)
+        assert progress["slices"] >= 1  # the timers' window was reached by a later claim
         # The timers when written first, and again within their batch: nothing else merged.
-        assert job.progress["merged_rows"] == 2 * len(ws.entries.running) == 4
+        assert progress["merged_rows"] == 2 * len(ws.entries.running) == 4
